@@ -1,0 +1,74 @@
+import time
+
+from allauth.mfa.models import Authenticator
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.shortcuts import redirect
+from django.urls import Resolver404, resolve
+
+LOGIN_TIME_SESSION_KEY = "phr_login_time"
+
+# Pages a signed-in patient without an authenticator may still reach: enrolment itself, the
+# re-authentication it may ask for, logging out, and confirming an email address.
+TOTP_EXEMPT_URL_NAMES = {
+    "mfa_activate_totp",
+    "account_reauthenticate",
+    "mfa_reauthenticate",
+    "account_logout",
+    "account_confirm_email",
+    "account_email_verification_sent",
+    "healthz",
+}
+
+
+class AbsoluteSessionLifetimeMiddleware:
+    """End a signed-in session 24 hours after login, however active it has been.
+
+    The idle limit is Django's own (SESSION_COOKIE_AGE with SESSION_SAVE_EVERY_REQUEST).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            logged_in_at = request.session.get(LOGIN_TIME_SESSION_KEY)
+            too_old = logged_in_at is None or (
+                time.time() - logged_in_at > settings.SESSION_ABSOLUTE_SECONDS
+            )
+            if too_old:
+                logout(request)
+                messages.info(request, "For your safety you were signed out. Please sign in again.")
+                return redirect(settings.LOGIN_URL)
+        return self.get_response(request)
+
+
+def has_totp(user) -> bool:
+    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
+class RequireTOTPMiddleware:
+    """Send a signed-in patient who has not set up an authenticator app to do that first.
+
+    allauth makes MFA available but never mandatory; health records need it mandatory.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and not self._is_exempt(request) and not has_totp(user):
+            return redirect("mfa_activate_totp")
+        return self.get_response(request)
+
+    @staticmethod
+    def _is_exempt(request) -> bool:
+        if request.path_info.startswith(settings.STATIC_URL):
+            return True
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return False
+        return match.url_name in TOTP_EXEMPT_URL_NAMES

@@ -1,0 +1,321 @@
+"""Settings for the patient imaging vault.
+
+Every setting comes from the environment (see `.env.example`). With no environment at all the
+site runs at once on the embedded default: SQLite and local files under `var/`.
+"""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from botocore.config import Config as BotoConfig
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+from phr.lib.env import envbool, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("PHR_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# The embedded default is a developer's machine; production says DEBUG=false.
+DEBUG = envbool("DEBUG", True)
+SITE_NAME = envstr("PHR_SITE_NAME", "Imaging Vault")
+
+
+def _secret_key() -> str:
+    configured = envstr("SECRET_KEY")
+    if configured:
+        return configured
+    if not DEBUG:
+        # A generated key on a production box would change on every new container and log
+        # everybody out, or worse, be shared by accident: make the operator choose one.
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+# TOTP secrets are encrypted with a key derived from this (see accounts.crypto). It defaults to
+# SECRET_KEY so that a fresh clone works; production should set its own and keep it backed up.
+FIELD_ENCRYPTION_KEY = envstr("PHR_FIELD_ENCRYPTION_KEY") or SECRET_KEY
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "axes",
+    "accounts",
+    "phr.core",
+    "phr.vault",
+    "viewer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.AbsoluteSessionLifetimeMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.RequireTOTPMiddleware",
+    # Axes must come last: it turns a locked-out request into its lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "phr.urls"
+WSGI_APPLICATION = "phr.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "phr.core.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+DATABASE_URL = envstr("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=envint("PHR_DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers carry on while an upload writes; IMMEDIATE makes a writer
+                # wait for the lock up front instead of failing half-way with "database locked".
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+
+# --- Cache: shared by every process, so rate limits and TOTP replay protection hold ----------
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "phr_cache",
+        }
+    }
+
+# --- Storage ---------------------------------------------------------------------------------
+STORAGE_BACKEND = envstr("PHR_STORAGE", "filesystem")
+MEDIA_ROOT = Path(envstr("PHR_MEDIA_ROOT", str(VAR_DIR / "media")))
+# Media is never served by URL: every byte goes through a view that checks access first. No
+# route maps this prefix; it is set only because Django's live test server insists on one.
+MEDIA_URL = "/media-is-never-served-directly/"
+
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": envstr("PHR_S3_BUCKET", "phr-vault"),
+            "endpoint_url": envstr("PHR_S3_ENDPOINT_URL") or None,
+            "access_key": envstr("PHR_S3_ACCESS_KEY") or None,
+            "secret_key": envstr("PHR_S3_SECRET_KEY") or None,
+            "region_name": envstr("PHR_S3_REGION", "us-east-1"),
+            "addressing_style": envstr("PHR_S3_ADDRESSING_STYLE", "path"),
+            "signature_version": "s3v4",
+            "default_acl": None,  # objects stay private; the bucket policy decides
+            "querystring_auth": True,  # url() gives short-lived presigned URLs
+            "querystring_expire": envint("PHR_S3_URL_EXPIRE_SECONDS", 300),
+            "file_overwrite": True,  # keys are content hashes: same key, same bytes
+            # Fail fast when the object store is down, so a patient sees "try again" quickly.
+            "client_config": BotoConfig(
+                connect_timeout=envint("PHR_S3_CONNECT_TIMEOUT", 3),
+                read_timeout=envint("PHR_S3_READ_TIMEOUT", 30),
+                retries={"max_attempts": envint("PHR_S3_MAX_ATTEMPTS", 2), "mode": "standard"},
+            ),
+        },
+    }
+elif STORAGE_BACKEND == "filesystem":
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    }
+else:
+    raise ImproperlyConfigured(f"PHR_STORAGE must be 'filesystem' or 's3', not {STORAGE_BACKEND!r}")
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        # Hashed names need `collectstatic`, which production runs; the embedded default and
+        # the tests serve straight from the source folders instead.
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage",
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Accounts, sessions, MFA -----------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "vault:home"
+
+# Idle timeout: the cookie and the server-side session both end an hour after the last request.
+SESSION_COOKIE_AGE = envint("PHR_SESSION_IDLE_SECONDS", 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+# Absolute limit, enforced by accounts.middleware.AbsoluteSessionLifetimeMiddleware.
+SESSION_ABSOLUTE_SECONDS = envint("PHR_SESSION_ABSOLUTE_SECONDS", 24 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "accounts.forms.PatientSignupForm"}
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = envstr("PHR_EMAIL_VERIFICATION", "optional" if DEBUG else "mandatory")
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_REAUTHENTICATION_TIMEOUT = envint("PHR_REAUTHENTICATION_SECONDS", 300)
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    # Failed logins: 10 a minute from one address, 5 per 5 minutes against one account.
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "confirm_email": "1/3m/key",
+    "reauthenticate": "10/m/ip",
+    "change_password": "5/m/user",
+}
+
+MFA_ADAPTER = "accounts.adapter.MFAAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_TOTP_ISSUER = SITE_NAME
+# Tolerance 0: allauth remembers a used code for one TOTP period, so a wider window would let
+# the same code be replayed once that memory lapses.
+MFA_TOTP_TOLERANCE = 0
+MFA_PASSKEY_LOGIN_ENABLED = False
+# Enrolment is mandatory, so it must work before the address is verified (in the embedded
+# default, where verification is optional). In production, login itself waits for verification.
+MFA_ALLOW_UNVERIFIED_EMAIL = True
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+
+# django-axes: the admin logs in through the same allauth login (so MFA applies); axes locks an
+# account/address pair after repeated failures on top of allauth's rate limits.
+AXES_FAILURE_LIMIT = envint("PHR_AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = 1  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "accounts.axes.login_identifier"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "errors/locked_out.html"
+
+# --- Email -----------------------------------------------------------------------------------
+EMAIL_BACKEND = envstr("PHR_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 587)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", f"{SITE_NAME} <no-reply@localhost>")
+
+# --- HTTP security ---------------------------------------------------------------------------
+HTTPS = envbool("PHR_HTTPS", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# SecurityMiddleware sends HSTS only on HTTPS responses, so this is safe on plain HTTP too.
+SECURE_HSTS_SECONDS = envint("PHR_HSTS_SECONDS", 365 * 24 * 3600)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+if envbool("PHR_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # allauth shows the TOTP QR code as a data: image.
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "worker-src": [SELF],
+        "form-action": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# --- Misc ------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("PHR_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
+}

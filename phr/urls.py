@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from accounts.views import admin_login_via_allauth
+
+# The admin signs in through the same allauth login as everyone else, so TOTP applies to it.
+admin.site.login = admin_login_via_allauth
+
+urlpatterns = [
+    path("", include("phr.core.urls")),
+    path("vault/", include("phr.vault.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("favicon.ico", RedirectView.as_view(url="/static/img/favicon.svg", permanent=True)),
+]

@@ -1,0 +1,78 @@
+"""Signup leads straight into mandatory TOTP enrolment, then recovery codes, then the vault."""
+
+import re
+
+import pyotp
+from allauth.mfa.models import Authenticator
+from django.urls import reverse
+
+from accounts.models import User
+
+
+def signup(client, email="new.patient@example.com"):
+    return client.post(
+        reverse("account_signup"),
+        {
+            "full_name": "Jane Patient",
+            "email": email,
+            "date_of_birth": "1961-04-02",
+            "password1": "a long and unusual passphrase",
+            "password2": "a long and unusual passphrase",
+        },
+    )
+
+
+def secret_shown_on(page_html: str) -> str:
+    match = re.search(r'id="authenticator_secret"[^>]*value="([A-Z2-7]+)"', page_html)
+    if not match:
+        match = re.search(r'value="([A-Z2-7]{32})"[^>]*id="authenticator_secret"', page_html)
+    assert match, "the enrolment page must show the secret for manual entry"
+    return match.group(1)
+
+
+def test_signup_forces_totp_enrolment_then_recovery_codes_then_vault(client, db):
+    response = signup(client)
+    assert response.status_code == 302
+
+    user = User.objects.get(email="new.patient@example.com")
+    assert user.full_name == "Jane Patient"
+    assert str(user.date_of_birth) == "1961-04-02"
+
+    # Wherever the new patient goes, they are sent to enrol an authenticator first.
+    response = client.get(reverse("vault:home"))
+    assert response.status_code == 302
+    assert response.url == reverse("mfa_activate_totp")
+
+    enrolment = client.get(reverse("mfa_activate_totp"))
+    assert enrolment.status_code == 200
+    html = enrolment.content.decode()
+    assert "data:image/svg+xml;base64," in html  # the QR code
+    secret = secret_shown_on(html)
+
+    response = client.post(reverse("mfa_activate_totp"), {"code": pyotp.TOTP(secret).now()})
+    assert response.status_code == 302
+    assert response.url == reverse("mfa_view_recovery_codes")
+    codes_page = client.get(response.url)
+    assert codes_page.status_code == 200
+    assert len(re.findall(r"\b\d{8}\b", codes_page.content.decode())) >= 10
+
+    assert client.get(reverse("vault:home")).status_code == 200
+    assert Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
+def test_wrong_code_at_enrolment_is_refused_kindly(client, db):
+    signup(client)
+    client.get(reverse("mfa_activate_totp"))
+    response = client.post(reverse("mfa_activate_totp"), {"code": "000000"})
+    assert response.status_code == 200
+    assert "Incorrect code" in response.content.decode()
+    assert not Authenticator.objects.filter(type=Authenticator.Type.TOTP).exists()
+
+
+def test_totp_secret_is_stored_encrypted(patient):
+    stored = Authenticator.objects.get(user=patient, type=Authenticator.Type.TOTP).data["secret"]
+    assert patient.totp_secret not in stored
+    assert stored != patient.totp_secret
+    from accounts.crypto import decrypt_text
+
+    assert decrypt_text(stored) == patient.totp_secret

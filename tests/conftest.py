@@ -1,0 +1,120 @@
+import os
+import time
+
+import pyotp
+import pytest
+from django.urls import reverse
+
+from tests.factories import PASSWORD, UserFactory, enrol_totp
+
+# Playwright's sync API runs an event loop in the test thread; the Django ORM calls the tests
+# make between browser steps are still ordinary synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_isolated(settings, tmp_path):
+    # Hashing passwords at full strength costs seconds per test and proves nothing here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if settings.STORAGE_BACKEND == "filesystem":
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": tmp_path / "media", "base_url": None},
+            },
+        }
+
+
+def wait_for_fresh_totp_window(min_seconds_left: float = 6.0) -> None:
+    """Sleep into the next 30 s TOTP period if this one is about to end.
+
+    A test that uses one code twice must do both within the same period, or the second use
+    would fail for the wrong reason (expiry) and prove nothing about replay protection.
+    """
+    left = 30 - (time.time() % 30)
+    if left < min_seconds_left:
+        time.sleep(left + 0.5)
+
+
+def totp_code(secret: str) -> str:
+    return pyotp.TOTP(secret).now()
+
+
+@pytest.fixture
+def patient(db):
+    """A patient who has enrolled an authenticator app. `.totp_secret` is the plaintext seed."""
+    user = UserFactory()
+    user.totp_secret = enrol_totp(user)
+    return user
+
+
+@pytest.fixture
+def unenrolled_patient(db):
+    return UserFactory()
+
+
+def login_with_totp(client, user, code=None):
+    """Log in through the real allauth flow: password, then the TOTP stage."""
+    response = client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD})
+    assert response.status_code == 302, response.content[:500]
+    assert response.url == reverse("mfa_authenticate")
+    return client.post(reverse("mfa_authenticate"), {"code": code or totp_code(user.totp_secret)})
+
+
+@pytest.fixture
+def patient_client(client, patient):
+    wait_for_fresh_totp_window()
+    response = login_with_totp(client, patient)
+    assert response.status_code == 302
+    client.user = patient
+    return client
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Real Debian Chromium driven by Playwright. A missing browser fails, never skips."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+_skipped_browser_tests: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "browser" in report.keywords:
+        _skipped_browser_tests.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # In CI a skipped browser test would hide a broken viewer or flow: treat it as a failure.
+    if os.environ.get("CI") == "true" and _skipped_browser_tests:
+        print(f"\nCI: browser tests were skipped: {_skipped_browser_tests}")
+        session.exitstatus = 1
