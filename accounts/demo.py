@@ -1,20 +1,42 @@
-"""The demo patient that `make run` creates, so a newcomer can log in at once."""
+"""The demo patient that `make run` creates, so a newcomer can log in at once, and finds a
+vault already filled with pydicom's public test images (a real CD tree, plus files in the
+compressed encodings the viewer must handle)."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.db import transaction
+from pydicom.data import get_testdata_file
 
 from accounts.adapter import MFAAdapter
 from accounts.crypto import decrypt_text
 from accounts.models import User
+from phr.vault import importer
+from phr.vault.models import Source
 
 DEMO_EMAIL = "demo@example.com"
 # A demo account on a developer's machine; it holds only pydicom's public test images.
 DEMO_PASSWORD = "demo-vault-2026"  # noqa: S105
+
+# One file per encoding the viewer has to decode, from pydicom's bundled test data. Names that a
+# pydicom release doesn't bundle (emri_small.dcm is download-only in 3.0) are left out quietly.
+DEMO_FILES = [
+    "JPEG2000.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "SC_rgb_rle.dcm",
+    "MR_small_RLE.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "emri_small.dcm",
+    "image_dfl.dcm",
+    "MR_small_bigendian.dcm",
+    "JPGExtended.dcm",
+]
 
 
 @dataclass
@@ -26,8 +48,36 @@ class DemoPatient:
     recovery_codes: list[str]
 
 
-@transaction.atomic
 def ensure_demo_patient() -> DemoPatient:
+    demo = _ensure_demo_account()
+    # Outside the account's transaction: each file is stored and indexed atomically on its own,
+    # and a rollback of the account could not take back blobs already written to storage.
+    fill_demo_vault(demo.user)
+    return demo
+
+
+def fill_demo_vault(user: User) -> importer.ImportSummary:
+    """Idempotent: a second run finds every file "already in your vault" and adds nothing."""
+    summary = importer.ImportSummary()
+    for result in importer.iter_folder(user, demo_cd_tree(), source=Source.IMPORT):
+        summary.add(result)
+    for result in importer.iter_files(user, demo_files(), source=Source.IMPORT):
+        summary.add(result)
+    return summary
+
+
+def demo_cd_tree() -> Path:
+    """pydicom's real CD: a DICOMDIR and the image files it references."""
+    return Path(get_testdata_file("DICOMDIR", download=False)).parent
+
+
+def demo_files() -> list[Path]:
+    found = (get_testdata_file(name, download=False) for name in DEMO_FILES)
+    return [Path(path) for path in found if path]
+
+
+@transaction.atomic
+def _ensure_demo_account() -> DemoPatient:
     user, _ = User.objects.get_or_create(email=DEMO_EMAIL, defaults={"full_name": "Alex Demo"})
     user.set_password(DEMO_PASSWORD)
     user.save()

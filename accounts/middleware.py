@@ -8,6 +8,8 @@ from django.shortcuts import redirect
 from django.urls import Resolver404, resolve
 
 LOGIN_TIME_SESSION_KEY = "phr_login_time"
+REFRESHED_AT_SESSION_KEY = "phr_refreshed_at"
+TOTP_ENROLLED_SESSION_KEY = "phr_totp_enrolled"
 
 # Pages a signed-in patient without an authenticator may still reach: enrolment itself, the
 # re-authentication it may ask for, logging out, and confirming an email address.
@@ -44,8 +46,40 @@ class AbsoluteSessionLifetimeMiddleware:
         return self.get_response(request)
 
 
-def has_totp(user) -> bool:
-    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+class SlidingSessionMiddleware:
+    """Push the idle expiry forward on activity, writing the session at most once a minute.
+
+    Django's SESSION_SAVE_EVERY_REQUEST would do the same with a database write per request,
+    which serialises a patient's parallel uploads behind session writes.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        if session is not None and not session.is_empty():
+            now = int(time.time())
+            if now - session.get(REFRESHED_AT_SESSION_KEY, 0) >= settings.SESSION_REFRESH_SECONDS:
+                session[REFRESHED_AT_SESSION_KEY] = now  # marks it modified, so it is saved
+        return response
+
+
+def has_totp(request) -> bool:
+    """Whether the signed-in user has an authenticator app, remembered in the session.
+
+    Only a positive answer is remembered; accounts.signals forgets it when an authenticator is
+    removed.
+    """
+    if request.session.get(TOTP_ENROLLED_SESSION_KEY) == request.user.pk:
+        return True
+    enrolled = Authenticator.objects.filter(
+        user=request.user, type=Authenticator.Type.TOTP
+    ).exists()
+    if enrolled:
+        request.session[TOTP_ENROLLED_SESSION_KEY] = request.user.pk
+    return enrolled
 
 
 class RequireTOTPMiddleware:
@@ -59,7 +93,7 @@ class RequireTOTPMiddleware:
 
     def __call__(self, request):
         user = request.user
-        if user.is_authenticated and not self._is_exempt(request) and not has_totp(user):
+        if user.is_authenticated and not self._is_exempt(request) and not has_totp(request):
             return redirect("mfa_activate_totp")
         return self.get_response(request)
 

@@ -4,7 +4,9 @@ Every setting comes from the environment (see `.env.example`). With no environme
 site runs at once on the embedded default: SQLite and local files under `var/`.
 """
 
+import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -61,6 +63,7 @@ INSTALLED_APPS = [
     "accounts",
     "phr.core",
     "phr.vault",
+    "phr.sharing",
     "viewer",
 ]
 
@@ -73,6 +76,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.AbsoluteSessionLifetimeMiddleware",
+    "accounts.middleware.SlidingSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -120,6 +124,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
             },
+            # Tests use a real file too (one per process): an in-memory database has table
+            # locks that the WAL file in production never has, so browser tests would see
+            # "table is locked" under parallel uploads.
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"phr-test-{os.getpid()}.sqlite3")},
         }
     }
 
@@ -159,8 +167,14 @@ if STORAGE_BACKEND == "s3":
             "querystring_auth": True,  # url() gives short-lived presigned URLs
             "querystring_expire": envint("PHR_S3_URL_EXPIRE_SECONDS", 300),
             "file_overwrite": True,  # keys are content hashes: same key, same bytes
+            # Opened objects spill to a temp file past this, so a 1 GB study file never sits
+            # in a worker's memory (django-storages' default keeps it all in memory).
+            "max_memory_size": envint("PHR_S3_MAX_MEMORY_BYTES", 8 * 1024 * 1024),
             # Fail fast when the object store is down, so a patient sees "try again" quickly.
             "client_config": BotoConfig(
+                # Given here too: a client_config replaces the option above, and presigned URLs
+                # would fall back to the old SigV2 form.
+                signature_version="s3v4",
                 connect_timeout=envint("PHR_S3_CONNECT_TIMEOUT", 3),
                 read_timeout=envint("PHR_S3_READ_TIMEOUT", 30),
                 retries={"max_attempts": envint("PHR_S3_MAX_ATTEMPTS", 2), "mode": "standard"},
@@ -175,8 +189,14 @@ elif STORAGE_BACKEND == "filesystem":
 else:
     raise ImproperlyConfigured(f"PHR_STORAGE must be 'filesystem' or 's3', not {STORAGE_BACKEND!r}")
 
+# Behind nginx: Django checks access, then hands the file to nginx with X-Accel-Redirect
+# (e.g. "/protected-media/", an `internal` location aliased to MEDIA_ROOT). Empty: Django streams.
+PHR_ACCEL_REDIRECT_PREFIX = envstr("PHR_ACCEL_REDIRECT_PREFIX")
+# Exposes window.viewerTestHook (displayed pixel statistics) for the browser tests.
+PHR_VIEWER_TEST_HOOK = envbool("PHR_VIEWER_TEST_HOOK", False)
+
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(envstr("PHR_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": _default_storage,
@@ -190,6 +210,18 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Uploads ---------------------------------------------------------------------------------
+GiB = 1024**3
+PHR_MAX_FILE_BYTES = envint("PHR_MAX_FILE_BYTES", 2 * GiB)
+# A ZIP of a CD: unpacked bytes and entries are counted as they are read.
+PHR_MAX_ZIP_BYTES = envint("PHR_MAX_ZIP_BYTES", 8 * GiB)
+PHR_MAX_ZIP_ENTRIES = envint("PHR_MAX_ZIP_ENTRIES", 20_000)
+# Deflated DICOM is inflated into a temp file to parse; this caps a deflate bomb.
+PHR_MAX_INFLATED_BYTES = envint("PHR_MAX_INFLATED_BYTES", 2 * GiB)
+# Uploads stream to disk past this size, so memory stays flat whatever the file size.
+FILE_UPLOAD_MAX_MEMORY_SIZE = envint("PHR_UPLOAD_MEMORY_BYTES", 4 * 1024 * 1024)
+FILE_UPLOAD_TEMP_DIR = envstr("PHR_UPLOAD_TEMP_DIR") or None
 
 # --- Accounts, sessions, MFA -----------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -210,8 +242,10 @@ LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "vault:home"
 
 # Idle timeout: the cookie and the server-side session both end an hour after the last request.
+# accounts.middleware.SlidingSessionMiddleware refreshes the expiry at most once a minute, rather
+# than writing the session on every request (a write per upload would serialise uploads).
 SESSION_COOKIE_AGE = envint("PHR_SESSION_IDLE_SECONDS", 3600)
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_REFRESH_SECONDS = 60
 # Absolute limit, enforced by accounts.middleware.AbsoluteSessionLifetimeMiddleware.
 SESSION_ABSOLUTE_SECONDS = envint("PHR_SESSION_ABSOLUTE_SECONDS", 24 * 3600)
 SESSION_COOKIE_HTTPONLY = True
@@ -259,6 +293,19 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_CALLABLE = "accounts.axes.login_identifier"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "errors/locked_out.html"
+
+# --- Sharing with doctors ------------------------------------------------------------------
+# Codes, link tokens and PINs are stored only as HMACs under this key (see phr.sharing.codes).
+# Empty: a key derived from SECRET_KEY with HKDF. Changing it (or SECRET_KEY, when this is empty)
+# makes every existing code and link stop working.
+PHR_SHARE_KEY = envstr("PHR_SHARE_KEY")
+# Failed attempts to open a share (wrong code, wrong PIN, ended share) before HTTP 429.
+PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = envint("PHR_SHARE_FAILURES_PER_IP_PER_MINUTE", 10)
+PHR_SHARE_FAILURES_SITE_PER_HOUR = envint("PHR_SHARE_FAILURES_SITE_PER_HOUR", 1000)
+# A doctor's access to one share ends at the share's expiry or after this, whichever is first.
+PHR_DOCTOR_SESSION_SECONDS = envint("PHR_DOCTOR_SESSION_SECONDS", 12 * 3600)
+# How long the new code, link and printable card stay visible to the patient after creating.
+PHR_SHARE_REVEAL_SECONDS = envint("PHR_SHARE_REVEAL_SECONDS", 600)
 
 # --- Email -----------------------------------------------------------------------------------
 EMAIL_BACKEND = envstr("PHR_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -310,7 +357,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Magic-link tokens never reach a log line (phr.sharing.redact also filters the loggers
+    # that write request paths, before any handler sees their records).
+    "filters": {"redact_share_tokens": {"()": "phr.sharing.redact.RedactShareTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_share_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("PHR_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -4,8 +4,10 @@ import time
 import pyotp
 import pytest
 from django.urls import reverse
+from pydicom.data import get_testdata_file
 
 from tests.factories import PASSWORD, UserFactory, enrol_totp
+from tests.support.vaultdata import dicomdir_tree, ingest_path, ingest_tree
 
 # Playwright's sync API runs an event loop in the test thread; the Django ORM calls the tests
 # make between browser steps are still ordinary synchronous calls.
@@ -79,6 +81,29 @@ def patient_client(client, patient):
     assert response.status_code == 302
     client.user = patient
     return client
+
+
+@pytest.fixture
+def other_patient(db):
+    user = UserFactory()
+    user.totp_secret = enrol_totp(user)
+    return user
+
+
+@pytest.fixture
+def ct_study(patient):
+    """CT_small.dcm in the patient's vault; returns the Study."""
+    result = ingest_path(patient, get_testdata_file("CT_small.dcm"))
+    assert result.outcome == "stored", result.message
+    return result.study
+
+
+@pytest.fixture
+def cd_studies(patient):
+    """pydicom's whole DICOMDIR CD tree in the patient's vault; returns the patient's studies."""
+    results = ingest_tree(patient, dicomdir_tree())
+    assert any(result.outcome == "stored" for result in results)
+    return list(patient.studies.all())
 
 
 @pytest.fixture(scope="session")

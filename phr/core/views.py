@@ -13,12 +13,6 @@ def landing(request):
     return render(request, "core/landing.html")
 
 
-@require_GET
-def doctor_access(request):
-    # The sharing issue replaces this with the real code form.
-    return render(request, "core/access_placeholder.html")
-
-
 @never_cache
 @require_GET
 def healthz(request):

@@ -68,7 +68,12 @@ class SeaweedS3:
             "addressing_style": "path",
             "signature_version": "s3v4",
             "default_acl": None,
-            "client_config": Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
+            "client_config": Config(
+                signature_version="s3v4",
+                connect_timeout=2,
+                read_timeout=5,
+                retries={"max_attempts": 1},
+            ),
         }
 
     def client(self):

@@ -1,0 +1,245 @@
+"""Shared pieces for the benchmarks: a synthetic CT study, a real gunicorn server on loopback
+(embedded default or PostgreSQL + SeaweedFS), and a patient logged in over HTTP with TOTP.
+
+Benchmarks print figures; they assert nothing about speed.
+"""
+
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import numpy as np
+import pyotp
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+
+
+def synthesize_ct(folder: Path, slices: int = 300, size: int = 512) -> list[Path]:
+    """A 16-bit CT series: a body-shaped ellipse with a little noise, one file per slice."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    yy, xx = np.mgrid[0:size, 0:size]
+    body = ((xx - size / 2) / (size * 0.42)) ** 2 + ((yy - size / 2) / (size * 0.32)) ** 2 <= 1
+    rng = np.random.default_rng(7)
+    paths = []
+    for index in range(slices):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "BENCH^PATIENT", "BENCH1", "19700101"
+        ds.StudyDate, ds.StudyTime, ds.StudyDescription = "20240312", "101500", "CT Chest"
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, index + 1
+        ds.ImagePositionPatient = [-250.0, -250.0, -index * 1.0]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [0.9765625, 0.9765625], 1.0
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        pixels = np.where(body, 1064, 24) + rng.integers(0, 40, (size, size))
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+        path = folder / f"IM{index + 1:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def manage(env: dict, *args: str) -> str:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@contextmanager
+def backend(kind: str):
+    """Environment for the embedded default ("embedded") or PostgreSQL + SeaweedFS ("prod")."""
+    workdir = Path(tempfile.mkdtemp(prefix="phr-bench-"))
+    # Production settings: DEBUG off, hashed static files, a real secret key.
+    env = {
+        **os.environ,
+        "PHR_VAR_DIR": str(workdir / "var"),
+        "PHR_STATIC_ROOT": str(workdir / "static"),
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PHR_LOG_LEVEL": "WARNING",
+    }
+    if kind == "embedded":
+        yield env
+        return
+    import psycopg
+
+    from tests.support.seaweed import SeaweedS3
+
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    db = f"phr_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    s3 = SeaweedS3(bucket="bench").start()
+    try:
+        yield {**env, **s3.env(), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{db}"}
+    finally:
+        s3.cleanup()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@contextmanager
+def gunicorn(env: dict, workers: int = 4):
+    manage(env, "migrate", "--noinput")
+    manage(env, "collectstatic", "--noinput")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "phr.wsgi",
+            f"--workers={workers}",
+            f"--bind=127.0.0.1:{port}",
+            "--log-level=warning",
+            "--timeout=120",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield port, process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class NoDelayConnection(http.client.HTTPConnection):
+    """Like browsers, send without waiting on Nagle's algorithm (on every reconnect too:
+    gunicorn's sync workers close the connection after each response)."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Browser:
+    """A minimal HTTP client that keeps cookies, like one browser tab."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+        self.conn = NoDelayConnection("127.0.0.1", port, timeout=120)
+
+    def request(self, method, path, body=None, headers=None):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookie = SimpleCookie(header)
+            for key, morsel in cookie.items():
+                self.cookies[key] = morsel.value
+        return response.status, response.headers, data
+
+    def csrf(self) -> str:
+        return self.cookies.get("csrftoken", "")
+
+    def post_form(self, path, fields):
+        self.request("GET", path)
+        body = urlencode({**fields, "csrfmiddlewaretoken": self.csrf()})
+        return self.request(
+            "POST",
+            path,
+            body,
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Referer": f"http://127.0.0.1:{self.port}{path}",
+            },
+        )
+
+    def upload(self, path: Path) -> dict:
+        status, _, data = self.request(
+            "POST",
+            "/vault/add/file",
+            path.read_bytes(),
+            {
+                "Content-Type": "application/octet-stream",
+                "X-CSRFToken": self.csrf(),
+                "X-Upload-Filename": quote(path.name),
+                "Referer": f"http://127.0.0.1:{self.port}/vault/add/",
+            },
+        )
+        return {"status": status, **json.loads(data)}
+
+
+def demo_login(port: int, env: dict) -> Browser:
+    """Create the demo patient and log in through the real password + TOTP flow."""
+    out = manage(env, "demo", "--no-qr")
+    email = re.search(r"Email:\s+(\S+)", out).group(1)
+    password = re.search(r"Password:\s+(\S+)", out).group(1)
+    secret = re.search(r"TOTP key:\s+(\S+)", out).group(1)
+    browser = Browser(port)
+    browser.post_form("/accounts/login/", {"login": email, "password": password})
+    left = 30 - time.time() % 30
+    if left < 3:
+        time.sleep(left + 0.5)
+    status, headers, _ = browser.post_form(
+        "/accounts/2fa/authenticate/", {"code": pyotp.TOTP(secret).now()}
+    )
+    assert status == 302 and headers["Location"] == "/vault/", "bench login failed"
+    browser.email, browser.password, browser.secret = email, password, secret
+    return browser
+
+
+def clone_login(browser: Browser) -> Browser:
+    other = Browser(browser.port)
+    other.cookies = dict(browser.cookies)
+    return other

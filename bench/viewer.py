@@ -1,0 +1,210 @@
+"""How fast the viewer shows a 300-slice CT: first image, whole stack, MB/s.
+
+    .venv/bin/python bench/viewer.py [--slices 300] [--only embedded|prod]
+
+For each backend (the embedded default under gunicorn; PostgreSQL + SeaweedFS with presigned
+redirects), it uploads the synthetic CT over HTTP as the demo patient, opens the viewer in
+headless Chromium and reads the page's own performance marks:
+
+    viewer-scripts-loaded -> first-image     (target: <= 100 ms, warm)
+    viewer-scripts-loaded -> series-loaded   (all images fetched and decoded; target: <= 2 s)
+
+It also fetches the same 300 URLs with a plain fetch loop (6 at a time) in the same browser,
+and the same 300 files from `python -m http.server`, and prints the ratio. Prints figures;
+asserts nothing.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    PYTHON,
+    backend,
+    demo_login,
+    free_port,
+    gunicorn,
+    synthesize_ct,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+TIMEOUT_MS = 120_000
+
+# Fetches every URL, six at a time (a browser's connections per host), reading each body.
+FETCH_LOOP = """async (urls) => {
+  const started = performance.now();
+  let bytes = 0;
+  let next = 0;
+  async function worker() {
+    while (next < urls.length) {
+      const url = urls[next++];
+      const response = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
+      bytes += (await response.arrayBuffer()).byteLength;
+    }
+  }
+  await Promise.all(Array.from({ length: 6 }, worker));
+  return { ms: performance.now() - started, bytes };
+}"""
+
+MARKS = """() => Object.fromEntries(
+  ['viewer-scripts-loaded', 'first-image', 'series-loaded'].map(
+    (name) => [name, performance.getEntriesByName(name)[0]?.startTime ?? null]))"""
+
+
+def open_viewer(context, url: str) -> dict:
+    page = context.new_page()
+    page.on("console", lambda msg: msg.type == "error" and print("  browser:", msg.text[:300]))
+    page.on("pageerror", lambda error: print("  page error:", str(error)[:300]))
+    try:
+        page.goto(url)
+        page.wait_for_function(
+            "() => performance.getEntriesByName('series-loaded').length > 0", timeout=TIMEOUT_MS
+        )
+        marks = page.evaluate(MARKS)
+        print("  marks:", marks)
+        return marks
+    finally:
+        page.close()
+
+
+def fetch_loop(context, origin: str, urls: list[str], ready: str | None = None) -> dict:
+    page = context.new_page()
+    try:
+        page.goto(origin)
+        if ready:
+            page.wait_for_function(ready, timeout=TIMEOUT_MS)
+        return page.evaluate(FETCH_LOOP, urls)
+    finally:
+        page.close()
+
+
+def summarise(label: str, marks: dict, total_bytes: int) -> dict:
+    start = marks["viewer-scripts-loaded"]
+    first = marks["first-image"] - start
+    whole = marks["series-loaded"] - start
+    mbps = total_bytes / 1e6 / (whole / 1000)
+    print(
+        f"  {label:<28} first image {first:7.0f} ms   whole stack {whole:7.0f} ms   "
+        f"{mbps:6.1f} MB/s"
+    )
+    return {"first_ms": first, "whole_ms": whole, "mb_per_s": mbps}
+
+
+def run_backend(kind: str, files: list[Path], browser) -> dict:
+    total_bytes = sum(path.stat().st_size for path in files)
+    print(f"\n== {kind}: {len(files)} slices, {total_bytes / 1e6:.0f} MB")
+    with backend(kind) as env, gunicorn(env) as (port, _process):
+        client = demo_login(port, env)
+        study_id = None
+        for path in files:
+            result = client.upload(path)
+            assert result["status"] == 200, result
+            study_id = result["results"][0]["study"]["id"]
+        base = f"http://127.0.0.1:{port}"
+        context = browser.new_context(base_url=base)
+        context.add_cookies(
+            [{"name": k, "value": v, "url": base} for k, v in client.cookies.items()]
+        )
+        viewer_url = f"{base}/viewer/study/{study_id}/"
+        results = {
+            "cold": summarise("cold (first open)", open_viewer(context, viewer_url), total_bytes),
+        }
+        fresh = browser.new_context(base_url=base)
+        fresh.add_cookies([{"name": k, "value": v, "url": base} for k, v in client.cookies.items()])
+        results["warm"] = summarise(
+            "warm server, empty cache", open_viewer(fresh, viewer_url), total_bytes
+        )
+        results["cached"] = summarise(
+            "warm, browser cache", open_viewer(fresh, viewer_url), total_bytes
+        )
+        _, _, body = client.request("GET", f"/viewer/study/{study_id}/images.json")
+        urls = [image["url"] for image in json.loads(body)["series"][0]["images"]]
+        loop_context = browser.new_context(base_url=base)
+        loop_context.add_cookies(
+            [{"name": k, "value": v, "url": base} for k, v in client.cookies.items()]
+        )
+        # From the viewer page, once it is idle: its CSP lets fetches follow the redirects to
+        # the object store.
+        loop = fetch_loop(
+            loop_context,
+            viewer_url,
+            urls,
+            ready="() => performance.getEntriesByName('series-loaded').length > 0",
+        )
+        print(
+            f"  {'fetch loop, 300 URLs':<28} {loop['ms']:7.0f} ms   "
+            f"{loop['bytes'] / 1e6 / (loop['ms'] / 1000):6.1f} MB/s"
+        )
+        results["fetch_loop_ms"] = loop["ms"]
+        for ctx in (context, fresh, loop_context):
+            ctx.close()
+        return results
+
+
+def static_server_loop(files: list[Path], browser) -> float:
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=files[0].parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(1)
+        context = browser.new_context()
+        loop = fetch_loop(context, f"http://127.0.0.1:{port}/", [f"/{path.name}" for path in files])
+        context.close()
+        print(
+            f"\n== python -m http.server, same files\n  {'fetch loop, 300 files':<28} "
+            f"{loop['ms']:7.0f} ms   {loop['bytes'] / 1e6 / (loop['ms'] / 1000):6.1f} MB/s"
+        )
+        return loop["ms"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--only", choices=["embedded", "prod"])
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    workdir = Path(tempfile.mkdtemp(prefix="phr-bench-viewer-"))
+    try:
+        files = synthesize_ct(workdir / "ct", slices=args.slices)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            static_ms = static_server_loop(files, browser)
+            kinds = [args.only] if args.only else ["embedded", "prod"]
+            results = {kind: run_backend(kind, files, browser) for kind in kinds}
+            browser.close()
+        print("\n== summary (targets: first image <= 100 ms warm, whole stack <= 2000 ms)")
+        for kind, result in results.items():
+            warm = result["warm"]
+            print(
+                f"  {kind:<9} first {warm['first_ms']:.0f} ms "
+                f"({'met' if warm['first_ms'] <= 100 else 'NOT met'}), whole "
+                f"{warm['whole_ms']:.0f} ms ({'met' if warm['whole_ms'] <= 2000 else 'NOT met'}), "
+                f"fetch loop vs http.server: {result['fetch_loop_ms'] / static_ms:.2f}x"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

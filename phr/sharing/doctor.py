@@ -1,0 +1,112 @@
+"""The doctor's session: which shares this browser has opened, kept in the Django session.
+
+A doctor has no account. Opening a share adds a grant {share id: {"until": ...}} to the
+session, apart from anything a patient login puts there. A grant is only a claim: every request
+asks the database again whether its share is still live (not revoked, locked or expired), so a
+revocation takes effect on the doctor's very next request. A grant ends at the share's expiry or
+12 hours after it was opened, whichever comes first; several shares can be open in one browser.
+"""
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from phr.sharing.models import Share
+from phr.vault.models import Study
+
+GRANTS_SESSION_KEY = "phr_doctor_grants"
+# A random tag per doctor's browser, so the patient's log can tell two browsers apart.
+VISITOR_SESSION_KEY = "phr_doctor_visitor"
+
+
+def _grants(request) -> dict:
+    session = getattr(request, "session", None)
+    if session is None:
+        return {}
+    return session.get(GRANTS_SESSION_KEY) or {}
+
+
+def visitor_tag(request) -> str:
+    """This browser's tag, or a new one. Stored only once a share opens (add_grant), so a
+    failed guess leaves no session behind."""
+    session = getattr(request, "session", None)
+    return (session and session.get(VISITOR_SESSION_KEY)) or secrets.token_hex(4)
+
+
+def add_grant(request, share: Share, visitor: str) -> None:
+    """Start (or renew) this browser's access to `share`."""
+    grants = dict(_grants(request))
+    until = min(share.expires_at.timestamp(), time.time() + settings.PHR_DOCTOR_SESSION_SECONDS)
+    grants[str(share.pk)] = {"until": until}
+    # A new session key on every grant: nobody who planted a session cookie beforehand
+    # (session fixation) inherits the access.
+    request.session.cycle_key()
+    request.session[GRANTS_SESSION_KEY] = grants
+    request.session[VISITOR_SESSION_KEY] = visitor
+
+
+def drop_grants(request, share_ids) -> None:
+    grants = {key: value for key, value in _grants(request).items() if key not in share_ids}
+    request.session[GRANTS_SESSION_KEY] = grants
+
+
+def end_session(request) -> None:
+    request.session.pop(GRANTS_SESSION_KEY, None)
+    request.session.pop(VISITOR_SESSION_KEY, None)
+    request.session.cycle_key()
+
+
+def _unexpired_grant_ids(request) -> list[str]:
+    now = time.time()
+    return [key for key, grant in _grants(request).items() if grant.get("until", 0) > now]
+
+
+def live_shares(request):
+    """The shares this browser may use right now: granted, within the grant's time, and still
+    live in the database at this very moment."""
+    ids = _unexpired_grant_ids(request)
+    if not ids:
+        return Share.objects.none()
+    return Share.objects.live().filter(pk__in=ids)
+
+
+def shared_studies(request):
+    """Exactly the studies of this browser's live shares (and only the share owner's)."""
+    if not _unexpired_grant_ids(request):
+        return Study.objects.none()
+    through = Share.studies.through.objects.filter(
+        share__in=live_shares(request), study__owner=F("share__owner")
+    )
+    return Study.objects.filter(pk__in=through.values("study_id"))
+
+
+@dataclass
+class GrantCheck:
+    live: list = field(default_factory=list)
+    ended: list = field(default_factory=list)  # shares this browser had open that have ended
+    gone: list = field(default_factory=list)  # grant keys whose share no longer exists
+
+
+def check_grants(request) -> GrantCheck:
+    """Sort this browser's grants into live shares and ended ones (revoked, expired, locked,
+    or past the 12-hour limit), for the doctor pages to tell the doctor plainly."""
+    grants = _grants(request)
+    if not grants:
+        return GrantCheck()
+    shares = {str(share.pk): share for share in Share.objects.filter(pk__in=list(grants))}
+    now = timezone.now()
+    result = GrantCheck()
+    for key, grant in grants.items():
+        share = shares.get(key)
+        if share is None:
+            result.gone.append(key)  # deleted with its owner's account
+            continue
+        if share.status_at(now) == "active" and grant.get("until", 0) > now.timestamp():
+            result.live.append(share)
+        else:
+            result.ended.append(share)
+    return result

@@ -1,0 +1,50 @@
+"""Keep magic-link tokens out of every log line.
+
+A token in a log is a working key to someone's scans for whoever reads the logs, so every
+record that mentions a path like /s/<token> has it replaced before any handler formats it.
+"""
+
+import logging
+import re
+
+TOKEN_IN_PATH = re.compile(r"/s/[A-Za-z0-9_\-%]{8,}")
+REDACTED = "/s/[redacted]"
+
+# Loggers that write request paths. A filter on a logger runs before any handler sees the
+# record (including pytest's caplog and gunicorn's own access handler); a filter on a handler
+# only covers that handler, so the console handler gets one too (see settings.LOGGING).
+PATH_LOGGERS = (
+    "django.request",
+    "django.server",
+    "django.security",
+    "django.security.csrf",
+    "django.security.DisallowedHost",
+    "gunicorn.access",
+    "gunicorn.error",
+)
+
+
+class RedactShareTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's problem, not ours
+            return True
+        if "/s/" in message:
+            redacted = TOKEN_IN_PATH.sub(REDACTED, message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+_FILTER = RedactShareTokens()
+
+
+def install() -> None:
+    """Attach the filter to the loggers that carry paths. Done in code rather than in
+    settings.LOGGING because configuring gunicorn's loggers there would remove the handlers
+    gunicorn set up itself."""
+    for name in PATH_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

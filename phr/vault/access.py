@@ -1,0 +1,53 @@
+"""The one place that decides who may see which study, series, instance or document.
+
+Every view fetches vault objects through these helpers and nothing else, so that an object a
+caller may not see is a 404 (never a 403: no oracle that it exists).
+
+Two kinds of caller:
+- a signed-in patient sees their own studies and documents;
+- a doctor (no account) sees exactly the studies of the shares their browser has opened that
+  are live at this moment, and those studies' documents. phr.sharing.doctor asks the database
+  on every call, so a revoked or expired share stops working on the very next request.
+"""
+
+from django.shortcuts import get_object_or_404
+
+from phr.sharing import doctor
+from phr.vault.models import Document, Instance, Series, Study
+
+
+def visible_studies(request):
+    if request.user.is_authenticated:
+        return Study.objects.filter(owner=request.user)
+    return doctor.shared_studies(request)
+
+
+def get_study_or_404(request, study_id) -> Study:
+    return get_object_or_404(visible_studies(request), pk=study_id)
+
+
+def get_series_or_404(request, series_id) -> Series:
+    return get_object_or_404(
+        Series.objects.select_related("study").filter(study__in=visible_studies(request)),
+        pk=series_id,
+    )
+
+
+def get_instance_or_404(request, instance_id) -> Instance:
+    return get_object_or_404(
+        Instance.objects.select_related("series__study").filter(
+            series__study__in=visible_studies(request)
+        ),
+        pk=instance_id,
+    )
+
+
+def visible_documents(request):
+    if request.user.is_authenticated:
+        return Document.objects.filter(owner=request.user)
+    # A doctor gets the documents filed with the shared studies, never the patient's loose ones.
+    return Document.objects.filter(study__in=doctor.shared_studies(request))
+
+
+def get_document_or_404(request, document_id) -> Document:
+    return get_object_or_404(visible_documents(request), pk=document_id)

@@ -1,0 +1,48 @@
+"""Content-addressed blob storage for the vault, through Django's storage API.
+
+Keys are derived from the owner and the SHA-256 of the stored bytes, never from an uploaded
+file name, so the same code works on the file system and on S3, and a name can't traverse.
+"""
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from phr.vault.models import Document, Instance
+
+
+def instance_key(owner_id, sha256: str) -> str:
+    return f"vault/{owner_id}/dicom/{sha256[:2]}/{sha256}.dcm"
+
+
+def document_key(owner_id, sha256: str, extension: str) -> str:
+    return f"vault/{owner_id}/documents/{sha256[:2]}/{sha256}{extension}"
+
+
+def store(key: str, fileobj, size: int) -> tuple[str, bool]:
+    """Save `fileobj` under `key` unless those bytes are already there.
+
+    Returns (the key actually used, whether this call wrote it). Storage may pick another name
+    if two uploads race for the same key; the caller records whatever name comes back.
+    """
+    if default_storage.exists(key):
+        if default_storage.size(key) == size:
+            return key, False
+        # A blob cut short by a crash (the file system writes in place): replace it.
+        default_storage.delete(key)
+    fileobj.seek(0)
+    return default_storage.save(key, File(fileobj, name=key)), True
+
+
+def is_referenced(key: str) -> bool:
+    return (
+        Instance.objects.filter(storage_key=key).exists()
+        or Document.objects.filter(storage_key=key).exists()
+    )
+
+
+def delete_if_unreferenced(key: str) -> bool:
+    """Remove a blob no row points at. Used on failed ingests and after deletions."""
+    if is_referenced(key):
+        return False
+    default_storage.delete(key)
+    return True

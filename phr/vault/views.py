@@ -1,9 +1,0 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
-
-
-@login_required
-@require_GET
-def home(request):
-    return render(request, "vault/home.html")

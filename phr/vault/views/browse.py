@@ -1,0 +1,154 @@
+"""The patient's own vault: the study list, a study's page, its thumbnails and documents, and
+deleting a study. Each view fetches through phr.vault.access (anyone else's object is a 404)
+and leaves the rules to phr.vault.browse and phr.vault.thumbnails."""
+
+import unicodedata
+from urllib.parse import quote
+
+from allauth.account.decorators import reauthentication_required
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.http import FileResponse
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.dateformat import format as format_date
+from django.views.decorators.http import require_GET, require_http_methods
+
+from phr.vault import browse, thumbnails
+from phr.vault.access import (
+    get_document_or_404,
+    get_series_or_404,
+    get_study_or_404,
+    visible_documents,
+    visible_studies,
+)
+from phr.vault.forms import StudyFilterForm
+
+STUDIES_PER_PAGE = 24
+THUMBNAIL_MAX_AGE = 24 * 3600
+ICON_MAX_AGE = 3600
+# Shown in the browser's own viewer; anything else is downloaded.
+INLINE_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
+
+
+@login_required
+@require_GET
+def home(request):
+    studies = visible_studies(request)
+    form = StudyFilterForm(request.GET or None, kinds=browse.kind_choices(studies))
+    filters = form.filters()
+    page = Paginator(browse.search_studies(studies, filters), STUDIES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "form": form,
+        "filters": filters,
+        "page": page,
+        "cards": browse.study_cards(page.object_list),
+        "total_studies": studies.count(),
+        "documents": browse.standalone_documents(visible_documents(request)),
+    }
+    return render(request, "vault/home.html", context)
+
+
+@login_required
+@require_GET
+def study_detail(request, study_id):
+    study = get_study_or_404(request, study_id)
+    context = browse.study_page(study)
+    context["viewer_url"] = _viewer_url(study)
+    return render(request, "vault/study.html", context)
+
+
+def _viewer_url(study):
+    # The viewer ships in a later issue: offer "View" only once its page exists.
+    try:
+        return reverse("viewer:study", args=[study.id])
+    except NoReverseMatch:
+        return None
+
+
+@login_required
+@reauthentication_required
+@require_http_methods(["GET", "POST"])
+def delete_study(request, study_id):
+    study = get_study_or_404(request, study_id)
+    if request.method == "POST":
+        deleted = browse.delete_study(study)
+        when = f" from {format_date(deleted.study_date, 'j F Y')}" if deleted.study_date else ""
+        messages.success(
+            request,
+            f"“{deleted.title}”{when} has been deleted from your vault, with all its images.",
+        )
+        return redirect("vault:home")
+    context = {
+        "study": study,
+        "kind": browse.study_kind(study),
+        "documents_kept": study.documents.count(),
+    }
+    return render(request, "vault/delete_study.html", context)
+
+
+# No login_required here: a doctor holding a share has no account. The access helper gives
+# everyone else a 404.
+@require_GET
+def series_thumbnail(request, series_id):
+    series = get_series_or_404(request, series_id)
+    instance = thumbnails.cover_instance(series)
+    if instance is not None:
+        # The PNG follows the cover image's bytes, so their hash is a strong ETag.
+        etag = f'"thumb-{instance.sha256}"'
+        not_modified = get_conditional_response(request, etag=etag)
+        if not_modified is not None:
+            return _private(not_modified, THUMBNAIL_MAX_AGE, etag)
+        key = thumbnails.thumbnail_for(instance)
+        if key is not None:
+            response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
+            return _private(response, THUMBNAIL_MAX_AGE, etag)
+    response = redirect(static(thumbnails.icon_path(series.modality)))
+    return _private(response, ICON_MAX_AGE)
+
+
+@require_GET
+def document_file(request, document_id):  # open to share holders too, like series_thumbnail
+    document = get_document_or_404(request, document_id)
+    etag = f'"{document.sha256}"'
+    not_modified = get_conditional_response(request, etag=etag)
+    if not_modified is not None:
+        return _private(not_modified, 0, etag)
+    inline = document.content_type in INLINE_TYPES and "download" not in request.GET
+    response = FileResponse(
+        default_storage.open(document.storage_key, "rb"), content_type=document.content_type
+    )
+    response["Content-Disposition"] = content_disposition(document.filename, inline=inline)
+    response["X-Content-Type-Options"] = "nosniff"
+    # A PDF is opened in our origin: sandboxed, any script in it can't reach the vault.
+    response["Content-Security-Policy"] = "sandbox; frame-ancestors 'none'"
+    return _private(response, 0, etag)
+
+
+def _private(response, max_age: int, etag: str | None = None):
+    # Private: shared caches (a hospital proxy) must never keep a patient's images.
+    patch_cache_control(response, private=True, max_age=max_age)
+    if etag:
+        response["ETag"] = etag
+    return response
+
+
+def content_disposition(filename: str, *, inline: bool) -> str:
+    """`inline; filename="Bericht Muller.pdf"; filename*=UTF-8''Bericht%20M%C3%BCller.pdf`.
+
+    Every browser reads filename*; the ASCII fallback is for old ones, with accents folded
+    rather than dropped and nothing that could break out of the quoted string.
+    """
+    folded = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    fallback = "".join(ch for ch in folded if ch.isprintable() and ch not in '"\\;').strip()
+    disposition = "inline" if inline else "attachment"
+    return (
+        f'{disposition}; filename="{fallback or "document"}"; '
+        f"filename*=UTF-8''{quote(filename, safe='')}"
+    )

@@ -1,0 +1,175 @@
+// The tool bar, the slider, cine, the tag panel and the keyboard.
+
+import { $, app } from './app.js';
+import { compareWith, link } from './compare.js';
+import { applyTagFilter, loadTags } from './panels.js';
+import { applyPreset, setPrimaryTool } from './tools.js';
+
+const viewer = app;
+
+function activeViewport() {
+  return viewer.viewport(viewer.active);
+}
+
+/** Show image `index` of a viewport's stack. */
+export function go(slot, index) {
+  const viewport = app.viewport(slot.index);
+  if (!viewport || !slot.series) return;
+  const next = Math.max(0, Math.min(slot.series.imageIds.length - 1, index));
+  if (next === viewport.getCurrentImageIdIndex()) {
+    // Already drawn (Cornerstone does nothing): only leave a failed image's message.
+    slot.wanted = next;
+    app.refresh(slot);
+    return;
+  }
+  viewport.setImageIdIndex(next).catch(() => app.refresh(slot));
+}
+
+function scrollBy(delta) {
+  const slot = app.activeSlot();
+  if (!slot.series) return;
+  go(slot, app.wantedIndex(slot) + delta);
+}
+
+export function updateSlider() {
+  const slot = viewer.slots[viewer.active];
+  const viewport = activeViewport();
+  const slider = $('slider');
+  if (!viewport || !slot.series) {
+    slider.max = '0';
+    $('image-count').textContent = '–';
+    return;
+  }
+  const index = app.wantedIndex(slot);
+  slider.max = String(slot.series.imageIds.length - 1);
+  slider.value = String(index);
+  $('image-count').textContent = `${index + 1} / ${slot.series.imageIds.length}`;
+  $('cine').setAttribute('aria-pressed', String(slot.playing));
+}
+
+export function stopCine(slot) {
+  if (slot.playing) app.cs.cine.stopClip(slot.element);
+  slot.playing = false;
+}
+
+function toggleCine() {
+  const slot = viewer.slots[viewer.active];
+  if (!slot.series) return;
+  if (slot.playing) {
+    stopCine(slot);
+  } else {
+    const fps = Math.max(1, Math.min(60, Number($('fps').value) || 15));
+    app.cs.cine.playClip(slot.element, { framesPerSecond: fps, loop: true });
+    slot.playing = true;
+  }
+  updateSlider();
+}
+
+async function openTags() {
+  const panel = $('tag-panel');
+  panel.hidden = false;
+  $('tags-toggle').setAttribute('aria-pressed', 'true');
+  const slot = viewer.slots[viewer.active];
+  const viewport = activeViewport();
+  if (!viewport || !slot.series) return;
+  const info = slot.series.imageInfo[app.wantedIndex(slot)];
+  await loadTags(info.tags_url, $('tag-table'), $('tag-filter'));
+  app.engine.resize(true, true);
+}
+
+function closeTags() {
+  $('tag-panel').hidden = true;
+  $('tags-toggle').setAttribute('aria-pressed', 'false');
+  app.engine.resize(true, true);
+}
+
+function toggleOverlay() {
+  const on = $('overlay-toggle').getAttribute('aria-pressed') !== 'true';
+  $('overlay-toggle').setAttribute('aria-pressed', String(on));
+  document.querySelectorAll('.vw-overlay').forEach((node) => node.classList.toggle('is-hidden', !on));
+}
+
+function resetViewport() {
+  const viewport = activeViewport();
+  if (!viewport) return;
+  viewport.resetCamera();
+  viewport.resetProperties();
+  viewport.render();
+  $('invert').setAttribute('aria-pressed', 'false');
+}
+
+function invert() {
+  const viewport = activeViewport();
+  if (!viewport) return;
+  const inverted = !viewport.getProperties().invert;
+  viewport.setProperties({ invert: inverted });
+  viewport.render();
+  $('invert').setAttribute('aria-pressed', String(inverted));
+}
+
+export function wireControls() {
+  document.querySelectorAll('.vw-tool').forEach((button) => {
+    button.addEventListener('click', () => {
+      setPrimaryTool(app.cs, app.group, button.dataset.tool);
+      document.querySelectorAll('.vw-tool').forEach((b) => b.setAttribute('aria-pressed', String(b === button)));
+    });
+  });
+  $('preset').addEventListener('change', (event) => {
+    const viewport = activeViewport();
+    if (viewport && event.target.value) applyPreset(app.cs, viewport, event.target.value);
+    event.target.value = '';
+  });
+  $('invert').addEventListener('click', invert);
+  $('reset').addEventListener('click', resetViewport);
+  $('layout').addEventListener('change', (event) => app.setLayout(event.target.value));
+  $('compare').addEventListener('change', (event) => {
+    if (event.target.value) compareWith(event.target.value);
+  });
+  $('sync').addEventListener('click', () => link(!viewer.linked));
+  $('overlay-toggle').addEventListener('click', toggleOverlay);
+  $('tags-toggle').addEventListener('click', () => ($('tag-panel').hidden ? openTags() : closeTags()));
+  $('tags-close').addEventListener('click', closeTags);
+  $('tag-filter').addEventListener('input', (event) => applyTagFilter($('tag-table'), event.target.value));
+  $('toggle-strip').addEventListener('click', () => {
+    const strip = $('series-strip');
+    const collapsed = strip.classList.toggle('is-collapsed');
+    $('toggle-strip').setAttribute('aria-expanded', String(!collapsed));
+    app.engine.resize(true, true);
+  });
+  if (window.matchMedia('(max-width: 700px)').matches) $('toggle-strip').click();
+  $('slider').addEventListener('input', (event) => go(app.activeSlot(), Number(event.target.value)));
+  $('cine').addEventListener('click', toggleCine);
+  for (const slot of viewer.slots) {
+    slot.cell.addEventListener('pointerdown', () => app.setActive(slot), true);
+    slot.cell.addEventListener('dragover', (event) => {
+      if (!event.dataTransfer.types.includes('text/x-series')) return;
+      event.preventDefault();
+      slot.cell.classList.add('is-drop-target');
+    });
+    slot.cell.addEventListener('dragleave', () => slot.cell.classList.remove('is-drop-target'));
+    slot.cell.addEventListener('drop', (event) => {
+      event.preventDefault();
+      slot.cell.classList.remove('is-drop-target');
+      app.setActive(slot);
+      app.showSeries(slot, app.seriesById.get(event.dataTransfer.getData('text/x-series')));
+    });
+  }
+  document.addEventListener('keydown', onKey);
+  window.addEventListener('resize', () => app.engine.resize(true, true));
+}
+
+function onKey(event) {
+  if (event.target.closest('input, select, textarea') || event.ctrlKey || event.metaKey || event.altKey) return;
+  const slot = viewer.slots[viewer.active];
+  const actions = {
+    ArrowUp: () => scrollBy(-1), ArrowLeft: () => scrollBy(-1),
+    ArrowDown: () => scrollBy(1), ArrowRight: () => scrollBy(1),
+    PageUp: () => scrollBy(-10), PageDown: () => scrollBy(10),
+    Home: () => scrollBy(-Infinity), End: () => scrollBy(Infinity),
+    ' ': toggleCine, i: invert, r: resetViewport, o: toggleOverlay,
+  };
+  const action = actions[event.key];
+  if (!action || (!slot.series && event.key !== 'o')) return;
+  event.preventDefault();
+  action();
+}

@@ -1,0 +1,321 @@
+"""The viewer in real Chromium: every transfer syntax a hospital CD carries renders, with the
+same pixel values pydicom decodes; scroll, window/level, measurement, layouts and screenshots.
+
+Pixel checks compare the viewer's decoded image (read through window.viewerTestHook, which
+the page exposes only when PHR_VIEWER_TEST_HOOK is on) with pydicom's decode after the
+modality LUT. Tolerances: lossless syntaxes must match exactly (min/max) and to 0.01 in the
+mean; lossy JPEG is decoded by a different library (libjpeg-turbo in the browser, libjpeg in
+pylibjpeg) with different IDCT and colour-conversion rounding, so it may differ by a few grey
+levels (see LOSSY below).
+"""
+
+import os
+
+import numpy as np
+import pydicom
+import pytest
+from django.urls import reverse
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+
+from tests.conftest import login_with_totp, wait_for_fresh_totp_window
+from tests.support.vaultdata import ingest_path
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 30_000
+SCREENSHOTS = "/tmp/viewer-screens"
+
+# Lossy files: (tolerance on min/max, tolerance on the mean, largest constant offset allowed).
+# Others are lossless and must match exactly (min/max) and to 0.01 (mean).
+LOSSY = {
+    "SC_rgb_jpeg_dcmtk.dcm": (12, 1.5, 0),
+    "examples_ybr_color.dcm": (12, 1.5, 0),
+    # 12-bit JPEG extended: the browser's decoder and pylibjpeg's differ by a near-constant
+    # offset (measured: +15 grey levels out of 4096, i.e. under 0.4 %, over the whole image).
+    "JPGExtended.dcm": (8, 1.0, 16),
+}
+FILES = [
+    "CT_small.dcm",  # explicit VR little endian
+    "MR_small_implicit.dcm",  # implicit VR little endian
+    "MR_small_bigendian.dcm",  # explicit VR big endian
+    "image_dfl.dcm",  # deflated explicit VR little endian
+    "MR_small_RLE.dcm",  # RLE lossless, 16-bit
+    "SC_rgb_rle.dcm",  # RLE lossless, RGB
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, YBR_FULL
+    "JPGExtended.dcm",  # JPEG extended, 12-bit
+    "SC_rgb_jpeg_gdcm.dcm",  # JPEG lossless, first-order prediction (process 14 SV1)
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+    "JPEG2000.dcm",  # JPEG 2000
+    "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+    "examples_rgb_color.dcm",  # RGB, uncompressed (pydicom ships no SC_rgb.dcm locally)
+    "examples_ybr_color.dcm",  # multi-frame (30 frames; emri_small.dcm isn't bundled)
+    "SC_rgb_rle_2frame.dcm",  # multi-frame RLE RGB
+]
+
+
+@pytest.fixture(autouse=True)
+def _test_hook(settings):
+    settings.PHR_VIEWER_TEST_HOOK = True
+
+
+@pytest.fixture
+def console_errors(page):
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def sign_in(page, client, user, *, with_totp=False):
+    """Give the browser a logged-in session cookie (the real TOTP flow when asked)."""
+    if page.url in ("", "about:blank"):
+        page.goto("/healthz")
+    if with_totp:
+        wait_for_fresh_totp_window()
+        login_with_totp(client, user)
+    else:
+        client.force_login(user)
+    cookie = client.cookies["sessionid"]
+    page.context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": page.url}])
+
+
+def open_viewer(page, study):
+    page.goto(reverse("viewer:study", args=[study.id]))
+    return wait_until_shown(page)
+
+
+def wait_until_shown(page, viewport=0):
+    page.wait_for_function(
+        "i => window.viewerTestHook && window.viewerTestHook.state(i).ready",
+        arg=viewport,
+        timeout=TIMEOUT,
+    )
+    return state(page, viewport)
+
+
+def state(page, viewport=0):
+    return page.evaluate("i => window.viewerTestHook.state(i)", viewport)
+
+
+def expected_stats(path, frame=0):
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[frame]
+    if ds.get("SamplesPerPixel", 1) == 1:
+        pixels = apply_modality_lut(pixels, ds)
+    pixels = np.asarray(pixels, dtype=np.float64)
+    return {"min": pixels.min(), "max": pixels.max(), "mean": pixels.mean()}
+
+
+def assert_pixels_match(name, shown, expected):
+    edge, mean, max_offset = LOSSY.get(name, (0, 0.01, 0))
+    stats = shown["stats"]
+    offset = stats["mean"] - expected["mean"] if max_offset else 0
+    assert abs(offset) <= max_offset, (name, stats, expected)
+    assert abs(stats["min"] - offset - expected["min"]) <= edge, (name, stats, expected)
+    assert abs(stats["max"] - offset - expected["max"]) <= edge, (name, stats, expected)
+    assert abs(stats["mean"] - offset - expected["mean"]) <= mean, (name, stats, expected)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_each_transfer_syntax_renders_with_pydicoms_pixel_values(
+    name, page, client, patient, console_errors
+):
+    path = get_testdata_file(name)  # all bundled: pydicom's local test_files folder
+    assert path and os.path.exists(path)
+    result = ingest_path(patient, path)
+    assert result.outcome == "stored", result.message
+    sign_in(page, client, patient)
+
+    shown = open_viewer(page, result.study)
+
+    assert shown["error"] is None
+    canvas = page.evaluate("() => window.viewerTestHook.canvas(0)")
+    assert canvas["lit"] > 50 and canvas["distinct"] > 3, canvas  # not a blank canvas
+    assert_pixels_match(name, shown, expected_stats(path))
+    frames = int(getattr(pydicom.dcmread(path, stop_before_pixels=True), "NumberOfFrames", 1))
+    assert shown["count"] == frames
+    if frames > 1:
+        page.locator("#viewport-0").focus()
+        page.keyboard.press("End")
+        page.wait_for_function(
+            "n => { const s = window.viewerTestHook.state(0); return s.ready && s.index === n; }",
+            arg=frames - 1,
+            timeout=TIMEOUT,
+        )
+        assert_pixels_match(name, state(page), expected_stats(path, frames - 1))
+    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+
+
+# --- interaction -----------------------------------------------------------------------------
+
+
+def longest_stack(studies):
+    """The CD's longest series of real images (its TINY_ALPHA series has no pixels)."""
+    series = [
+        s
+        for study in studies
+        for s in study.series.all()
+        if s.instances.filter(rows__isnull=False).count() > 1
+    ]
+    return max(series, key=lambda s: s.num_instances)
+
+
+def viewport_centre(page, index=0):
+    box = page.locator(f"#viewport-{index}").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def wait_for_index(page, index, viewport=0):
+    page.wait_for_function(
+        "([v, n]) => window.viewerTestHook.state(v).index === n",
+        arg=[viewport, index],
+        timeout=TIMEOUT,
+    )
+
+
+def test_patient_scrolls_a_stack_with_wheel_keys_and_slider(page, client, cd_studies, patient):
+    series = longest_stack(cd_studies)
+    sign_in(page, client, patient, with_totp=True)  # the real password + TOTP login, once
+    page.goto(reverse("viewer:study", args=[series.study.id]))
+    page.locator(f'[data-series-id="{series.id}"]').click()
+    page.wait_for_function(
+        "id => { const s = window.viewerTestHook.state(0); return s.ready && s.seriesId === id; }",
+        arg=str(series.id),
+        timeout=TIMEOUT,
+    )
+    first = state(page)
+    assert first["index"] == 0 and first["count"] == series.num_instances
+
+    x, y = viewport_centre(page)
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("() => window.viewerTestHook.state(0).index > 0", timeout=TIMEOUT)
+    after_wheel = state(page)["index"]
+
+    page.keyboard.press("ArrowDown")
+    wait_for_index(page, after_wheel + 1)
+    page.keyboard.press("Home")
+    wait_for_index(page, 0)
+
+    page.locator("#slider").fill(str(series.num_instances - 1))
+    wait_for_index(page, series.num_instances - 1)
+    assert page.locator("#image-count").inner_text() == (
+        f"{series.num_instances} / {series.num_instances}"
+    )
+    # The whole series streams in the background; its progress bar fills.
+    page.wait_for_function(
+        "id => window.viewerTestHook.progress().some(p => p.id === id && p.loaded === p.total)",
+        arg=str(series.id),
+        timeout=TIMEOUT,
+    )
+    assert "Im " in page.locator(".vw-cell.is-active .vw-ov-tr").inner_text()
+
+
+def test_window_level_drag_presets_and_a_length_in_mm(page, client, ct_study, patient):
+    sign_in(page, client, patient)
+    before = open_viewer(page, ct_study)
+    x, y = viewport_centre(page)
+
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 50, steps=8)
+    page.mouse.up()
+    dragged = state(page)["voi"]
+    assert dragged != before["voi"]
+    assert abs(dragged["width"] - before["voi"]["width"]) > 1
+
+    page.select_option("#preset", "1500,-600")
+    lung = state(page)["voi"]
+    assert round(lung["width"]) == 1500 and round(lung["center"]) == -600
+    assert "W 1500 L -600" in page.locator(".vw-cell.is-active .vw-ov-bl").inner_text()
+
+    page.locator('[data-tool="Length"]').click()
+    page.mouse.move(x - 100, y)
+    page.mouse.down()
+    page.mouse.move(x + 100, y, steps=10)
+    page.mouse.up()
+    page.wait_for_function(
+        "() => window.viewerTestHook.measurements().some(m => m.value > 0)", timeout=TIMEOUT
+    )
+    length = page.evaluate("() => window.viewerTestHook.measurements()")[0]
+    assert length["unit"] == "mm"
+    # 200 screen px across a 128 px image of 0.66 mm pixels, drawn larger than life.
+    assert 5 < length["value"] < 128 * 0.661468
+
+
+def test_an_image_that_cannot_be_decoded_says_so_and_the_rest_works(
+    page, client, patient, tmp_path
+):
+    good = ingest_path(patient, get_testdata_file("CT_small.dcm"))
+    broken = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    broken.InstanceNumber = 99
+    broken.ImagePositionPatient = [*broken.ImagePositionPatient[:2], 500]
+    # JPEG 2000 that isn't: the file parses, its pixels can't decode.
+    broken.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000
+    broken.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f\xff\x51" + b"\0" * 64])
+    broken["PixelData"].VR = "OB"
+    path = tmp_path / "broken.dcm"
+    broken.save_as(path, enforce_file_format=True)
+    assert ingest_path(patient, path).outcome == "stored"
+    sign_in(page, client, patient)
+
+    shown = open_viewer(page, good.study)
+    assert shown["count"] == 2 and shown["error"] is None
+    page.locator("#viewport-0").focus()
+    page.keyboard.press("End")
+    message = page.locator(".vw-cell.is-active .vw-message")
+    message.wait_for(state="visible", timeout=TIMEOUT)
+    assert "can't be shown" in message.inner_text()
+    page.keyboard.press("Home")
+    page.wait_for_function(
+        "() => { const s = window.viewerTestHook.state(0); return s.index === 0 && !s.error; }",
+        timeout=TIMEOUT,
+    )
+    assert page.locator(".vw-cell.is-active .vw-message").is_hidden()
+
+
+def test_another_patients_study_is_a_clear_404_page(page, client, ct_study, other_patient):
+    sign_in(page, client, other_patient)
+    response = page.goto(reverse("viewer:study", args=[ct_study.id]))
+    assert response.status == 404
+    assert page.get_by_role("heading", name="We couldn't find that page").is_visible()
+    instance = ct_study.series.get().instances.get()
+    response = page.goto(reverse("viewer:instance", args=[instance.id]))
+    assert response.status == 404
+
+
+# --- screenshots in the comparison layout ----------------------------------------------------
+
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_comparison_layout_screenshots(browser, live_server, client, patient, size):
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    ct = ingest_path(patient, get_testdata_file("CT_small.dcm")).study
+    mr = ingest_path(patient, get_testdata_file("MR_small.dcm")).study
+    colour = ingest_path(patient, get_testdata_file("examples_rgb_color.dcm")).study
+    width, height = SIZES[size]
+    context = browser.new_context(
+        base_url=live_server.url,
+        viewport={"width": width, "height": height},
+        has_touch=size == "phone",
+        is_mobile=size == "phone",
+    )
+    page = context.new_page()
+    try:
+        sign_in(page, client, patient)
+        for study, other, label in ((ct, mr, "ct-mr"), (colour, ct, "colour-ct")):
+            open_viewer(page, study)
+            page.select_option("#compare", reverse("viewer:study_images", args=[other.id]))
+            wait_until_shown(page, 1)
+            assert page.locator("#layout").input_value() == "1x2"
+            canvas = page.evaluate("() => window.viewerTestHook.canvas(1)")
+            assert canvas["lit"] > 50, canvas
+            page.screenshot(path=f"{SCREENSHOTS}/{label}-{size}.png")
+    finally:
+        context.close()

@@ -1,0 +1,70 @@
+"""SECURITY 5 and 6: how codes, tokens and PINs are made, typed and hashed."""
+
+import base64
+import math
+
+import pytest
+
+from phr.sharing import codes
+
+
+def test_codes_have_16_symbols_from_crockfords_32_symbol_alphabet_80_bits():
+    assert len(set(codes.ALPHABET)) == 32
+    assert not set("ILOU") & set(codes.ALPHABET)
+    assert codes.CODE_BITS == 80
+    made = [codes.new_code() for _ in range(2000)]
+    assert all(len(code) == 16 and set(code) <= set(codes.ALPHABET) for code in made)
+    assert len(set(made)) == len(made)
+    # Every symbol turns up: the generator uses the whole alphabet (2000 x 16 draws).
+    assert set("".join(made)) == set(codes.ALPHABET)
+
+
+def test_link_tokens_carry_at_least_128_bits():
+    token = codes.new_token()
+    assert codes.TOKEN_BITS >= 128
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert len(raw) * 8 >= 128
+    assert codes.TOKEN_PATTERN.match(token)
+    assert len({codes.new_token() for _ in range(1000)}) == 1000
+
+
+def test_a_code_is_read_out_in_groups_of_four():
+    assert codes.format_code("ABCDEFGHJKMNPQRS") == "ABCD-EFGH-JKMN-PQRS"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ABCD-EFGH-JKMN-PQ01",
+        "abcd efgh jkmn pq01",
+        "  abcd-efgh-jkmn-pqol ",  # O read as 0, L as 1
+        "ABCDEFGHJKMNPQOI",  # I read as 1
+        "abcd.efgh.jkmn.pq01",
+    ],
+)
+def test_typing_ignores_case_spaces_dashes_and_confusable_letters(typed):
+    assert codes.normalise_code(typed) == "ABCDEFGHJKMNPQ01"
+
+
+@pytest.mark.parametrize(
+    "typed", ["", "ABCD-EFGH-JKMN-PQU1", "ABCD-EFGH-JKMN-PQ0", "ABCD!EFGHJKMNPQ01"]
+)
+def test_what_cannot_be_a_code_is_refused_before_any_lookup(typed):
+    assert codes.normalise_code(typed) is None
+
+
+def test_hashes_are_keyed_and_domain_separated(settings):
+    settings.PHR_SHARE_KEY = "one key"
+    first = codes.keyed_hash("code", "ABCDEFGHJKMNPQRS")
+    assert first != codes.keyed_hash("token", "ABCDEFGHJKMNPQRS")
+    settings.PHR_SHARE_KEY = "another key"
+    assert codes.keyed_hash("code", "ABCDEFGHJKMNPQRS") != first
+
+
+def test_modelled_chance_of_guessing_a_live_share_in_a_year_is_negligible(settings):
+    """The figure for SECURITY's 'figures to keep measured' (printed with `pytest -s`)."""
+    guesses_per_year = settings.PHR_SHARE_FAILURES_SITE_PER_HOUR * 24 * 365
+    live_shares = 100_000
+    p = -math.expm1(-guesses_per_year * live_shares / 2**codes.CODE_BITS)
+    print(f"\nG={guesses_per_year:,} guesses/year, N={live_shares:,}: p={p:.2e}")
+    assert p < 1e-9

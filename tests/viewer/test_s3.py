@@ -1,0 +1,71 @@
+"""On object storage, Django only authorises: the image is a 302 to a presigned URL that the
+object store (a real SeaweedFS here) serves."""
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from pydicom.data import get_testdata_file
+
+from tests.support.seaweed import SeaweedS3
+from tests.support.vaultdata import ingest_path
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture(scope="module")
+def own_s3_server():
+    server = SeaweedS3(bucket="viewer").start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def on_s3(settings, own_s3_server):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**own_s3_server.storage_options(), "querystring_expire": 300},
+        },
+    }
+    return own_s3_server
+
+
+def test_image_is_a_no_store_redirect_to_a_presigned_url_with_the_same_bytes(
+    on_s3, patient_client, patient
+):
+    path = get_testdata_file("CT_small.dcm")
+    instance = ingest_path(patient, path).instance
+
+    response = patient_client.get(reverse("viewer:instance", args=[instance.id]))
+
+    assert response.status_code == 302
+    assert response["Cache-Control"] == "no-store"
+    location = response["Location"]
+    assert location.startswith(on_s3.endpoint)
+    # Signed and short-lived (SigV2 or SigV4 query strings, depending on the client config).
+    assert "Signature=" in location and "Expires=" in location
+    with urllib.request.urlopen(location, timeout=10) as fetched:  # noqa: S310 (loopback)
+        data = fetched.read()
+    original = Path(path).read_bytes()
+    assert data[128:] == original[128:]  # the same file (its preamble zeroed at ingest)
+    assert data[:128] == b"\0" * 128
+
+
+def test_nobody_else_gets_a_url(on_s3, client, patient, other_patient):
+    instance = ingest_path(patient, get_testdata_file("CT_small.dcm")).instance
+    client.force_login(other_patient)
+    response = client.get(reverse("viewer:instance", args=[instance.id]))
+    assert response.status_code == 404
+    assert "Location" not in response
+
+
+def test_viewer_page_may_fetch_from_the_object_store(on_s3, patient_client, patient):
+    study = ingest_path(patient, get_testdata_file("CT_small.dcm")).study
+    response = patient_client.get(reverse("viewer:study", args=[study.id]))
+    connect_src = next(
+        part for part in response["Content-Security-Policy"].split(";") if "connect-src" in part
+    )
+    assert on_s3.endpoint in connect_src and "'self'" in connect_src

@@ -1,0 +1,285 @@
+"""The viewer's rules, testable without HTTP: the one JSON list of a study's images, HTTP Range
+parsing, and how an instance's bytes reach the browser.
+
+Serving strategy, chosen per request from the storage backend:
+  * storage with a local path (the embedded default): Django streams the file itself, with
+    Range, a strong ETag (the content hash) and an immutable private cache, because the key is
+    derived from the hash and the bytes under it never change;
+  * the same, behind nginx (`PHR_ACCEL_REDIRECT_PREFIX` set): Django only authorises and hands
+    the file to nginx with X-Accel-Redirect, which does Range and sendfile far faster;
+  * object storage (S3): a 302 to a short-lived presigned URL. The object store serves the
+    bytes; Django only authorises. The redirect itself must not be cached, because the URL in
+    it expires.
+"""
+
+import re
+from urllib.parse import quote, urlsplit
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.urls import reverse
+from django.utils.cache import get_conditional_response
+
+from phr.vault.models import Instance, Series, Study
+
+DICOM_CONTENT_TYPE = "application/dicom"
+# The bytes under a key never change (the key holds their SHA-256), so a browser may keep them
+# for a year and never revalidate; "private" keeps shared caches (a hospital proxy) out.
+IMMUTABLE = "private, max-age=31536000, immutable"
+STREAM_CHUNK = 256 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+# --- the one JSON request ---------------------------------------------------------------------
+
+
+def study_images(study: Study, comparisons) -> dict:
+    """Every series of `study` with its ordered instances, and the studies to compare with.
+
+    Built from the database alone: no file is opened, so the list is as fast for 3,000 images
+    as for 3. `comparisons` is the caller's queryset of other studies it may see.
+    """
+    series_list = list(Series.objects.filter(study=study).order_by("number", "created_at"))
+    by_series: dict = {series.pk: [] for series in series_list}
+    instances = (
+        Instance.objects.filter(series__study=study)
+        .order_by("series_id", "slice_position", "instance_number", "created_at")
+        .values(
+            "id",
+            "series_id",
+            "instance_number",
+            "number_of_frames",
+            "rows",
+            "columns",
+            "slice_position",
+            "display",
+            "sop_class_uid",
+        )
+    )
+    for row in instances:
+        by_series[row["series_id"]].append(_instance_json(row))
+    listed = [_series_json(series, by_series[series.pk]) for series in series_list]
+    return {
+        "study": _study_json(study),
+        # A series of reports only (SR, PDF in DICOM) has nothing to scroll through.
+        "series": [series for series in listed if series["images"]],
+        "comparisons": [_study_json(other) for other in comparisons.exclude(pk=study.pk)],
+    }
+
+
+def _study_json(study: Study) -> dict:
+    return {
+        "id": str(study.id),
+        "title": study.title,
+        "date": study.study_date.isoformat() if study.study_date else None,
+        "modalities": study.modalities,
+        "patient": study.patient_name.replace("^", " ").strip(),
+        "images_url": reverse("viewer:study_images", args=[study.id]),
+        "viewer_url": reverse("viewer:study", args=[study.id]),
+    }
+
+
+def _series_json(series: Series, images: list[dict]) -> dict:
+    displayable = [image for image in images if image["has_pixels"]]
+    return {
+        "id": str(series.id),
+        "number": series.number,
+        "modality": series.modality,
+        "description": series.description or f"Series {series.number or ''}".strip(),
+        "thumbnail": reverse("vault:series_thumbnail", args=[series.id]),
+        "frames": sum(image["frames"] for image in displayable),
+        "orientation": next(
+            (image["orientation"] for image in displayable if image.get("orientation")), None
+        ),
+        "images": displayable,
+        "non_image_count": len(images) - len(displayable),
+    }
+
+
+def _instance_json(row: dict) -> dict:
+    display = row["display"] or {}
+    # An SR or a PDF-in-DICOM has no pixels: it can't go in a stack.
+    has_pixels = display.get("has_pixels", True) and bool(row["rows"] and row["columns"])
+    return {
+        "id": str(row["id"]),
+        "url": reverse("viewer:instance", args=[row["id"]]),
+        "tags_url": reverse("viewer:instance_tags", args=[row["id"]]),
+        "number": row["instance_number"],
+        "frames": row["number_of_frames"] or 1,
+        "rows": row["rows"],
+        "columns": row["columns"],
+        "position": row["slice_position"],
+        "orientation": display.get("image_orientation"),
+        "pixel_spacing": display.get("pixel_spacing"),
+        "window": _window(display),
+        "photometric": display.get("photometric"),
+        "has_pixels": bool(has_pixels),
+    }
+
+
+def _window(display: dict) -> list[float] | None:
+    """The file's own default window as [center, width] (the first, if it lists several)."""
+    center, width = display.get("window_center"), display.get("window_width")
+    center = center[0] if isinstance(center, list) and center else center
+    width = width[0] if isinstance(width, list) and width else width
+    if isinstance(center, int | float) and isinstance(width, int | float) and width > 0:
+        return [center, width]
+    return None
+
+
+# --- HTTP Range --------------------------------------------------------------------------------
+
+
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive (first, last) byte of a single `Range: bytes=…`, or None to send it all.
+
+    A header we don't understand, or several ranges, is ignored (RFC 9110 lets a server send
+    the whole file instead); a range wholly past the end is RangeNotSatisfiable (416).
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # "bytes=-500": the last 500 bytes
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if last != "" and int(last) < start:
+        return None  # syntactically invalid: ignore it
+    if start >= size:
+        raise RangeNotSatisfiable
+    return start, end
+
+
+# --- serving the bytes -------------------------------------------------------------------------
+
+
+def etag_for(instance: Instance) -> str:
+    return f'"{instance.sha256}"'
+
+
+def local_path(key: str) -> str | None:
+    """The file's path when storage is on this machine; None for object storage."""
+    try:
+        return default_storage.path(key)
+    except NotImplementedError:
+        return None
+
+
+def instance_response(request, instance: Instance) -> HttpResponse:
+    path = local_path(instance.storage_key)
+    if path is None:
+        return _presigned_redirect(instance)
+    etag = etag_for(instance)
+    not_modified = get_conditional_response(request, etag=etag)
+    if not_modified is not None:
+        return _cacheable(not_modified, etag)
+    prefix = settings.PHR_ACCEL_REDIRECT_PREFIX
+    if prefix:
+        return _accel_redirect(prefix, instance, etag)
+    return _stream(request, path, instance.size, etag)
+
+
+def _presigned_redirect(instance: Instance) -> HttpResponse:
+    response = HttpResponseRedirect(default_storage.url(instance.storage_key))
+    # The signed URL expires in minutes: neither the browser nor a proxy may keep this answer.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _accel_redirect(prefix: str, instance: Instance, etag: str) -> HttpResponse:
+    response = HttpResponse(content_type=DICOM_CONTENT_TYPE)
+    response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(instance.storage_key)
+    return _cacheable(response, etag)
+
+
+def _stream(request, path: str, size: int, etag: str) -> HttpResponse:
+    wanted = _wanted_range(request, size, etag)
+    if wanted is None:
+        response = FileResponse(open(path, "rb"), content_type=DICOM_CONTENT_TYPE)  # noqa: SIM115
+        response["Content-Length"] = str(size)
+    elif wanted == "unsatisfiable":
+        response = HttpResponse(status=416, content_type="text/plain")
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    else:
+        first, last = wanted
+        response = StreamingHttpResponse(
+            _read_span(path, first, last), status=206, content_type=DICOM_CONTENT_TYPE
+        )
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Content-Length"] = str(last - first + 1)
+    response["Accept-Ranges"] = "bytes"
+    return _cacheable(response, etag)
+
+
+def _wanted_range(request, size: int, etag: str):
+    if_range = request.headers.get("If-Range")
+    if if_range and if_range.strip() != etag:
+        return None  # the browser's partial copy is of other bytes: send the whole file
+    try:
+        return parse_range(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        return "unsatisfiable"
+
+
+def _read_span(path: str, first: int, last: int):
+    with open(path, "rb") as handle:
+        handle.seek(first)
+        left = last - first + 1
+        while left > 0:
+            chunk = handle.read(min(STREAM_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+def _cacheable(response: HttpResponse, etag: str) -> HttpResponse:
+    response["ETag"] = etag
+    response["Cache-Control"] = IMMUTABLE
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --- the viewer page ---------------------------------------------------------------------------
+
+
+def storage_origin() -> str | None:
+    """The object store's origin, which the page must be allowed to fetch from (CSP
+    connect-src) when images are redirected there; None when Django serves them itself."""
+    if local_path("probe") is not None:
+        return None
+    parts = urlsplit(default_storage.url("probe"))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def is_owner(request, study: Study) -> bool:
+    return request.user.is_authenticated and study.owner_id == request.user.pk
+
+
+def can_download(request, study: Study) -> bool:
+    """The owner may always download. A doctor may when their share allows it: the sharing
+    issue wires that in here."""
+    return is_owner(request, study)
+
+
+def wasm_base_path() -> str:
+    # The codecs are fetched by name from inside the bundle and its worker, so this is the
+    # unhashed folder (collectstatic keeps the unhashed copies next to the hashed ones).
+    return f"{settings.STATIC_URL}vendor/cornerstone3d/"

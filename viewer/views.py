@@ -1,0 +1,63 @@
+"""The diagnostic viewer: its page, the one JSON list of a study's images, and each image's
+bytes. Every object is fetched through phr.vault.access, so a patient sees their own studies,
+a doctor (once sharing lands) the studies of their share, and anyone else a 404.
+
+No login_required here: a doctor holding a share has no account. The access helpers decide.
+"""
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from phr.vault.access import (
+    get_instance_or_404,
+    get_study_or_404,
+    visible_documents,
+    visible_studies,
+)
+from viewer import services, tags
+
+
+@require_safe
+def study(request, study_id):
+    study = get_study_or_404(request, study_id)
+    context = {
+        "study": study,
+        "documents": visible_documents(request).filter(study=study),
+        "can_download": services.can_download(request, study),
+        "is_owner": services.is_owner(request, study),
+        "wasm_base_path": services.wasm_base_path(),
+        "test_hook": settings.PHR_VIEWER_TEST_HOOK,
+    }
+    response = render(request, "viewer/study.html", context)
+    # The codecs are WebAssembly; images may come from the object store's origin.
+    update = {"script-src": ["'wasm-unsafe-eval'"]}
+    origin = services.storage_origin()
+    if origin:
+        update["connect-src"] = [origin]
+    response._csp_update = update  # what csp.decorators.csp_update does, but per request
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_safe
+def study_images(request, study_id):
+    study = get_study_or_404(request, study_id)
+    data = services.study_images(study, visible_studies(request))
+    response = JsonResponse(data)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_safe
+def instance(request, instance_id):
+    return services.instance_response(request, get_instance_or_404(request, instance_id))
+
+
+@require_safe
+def instance_tags(request, instance_id):
+    rows = tags.header_rows(get_instance_or_404(request, instance_id))
+    response = JsonResponse({"tags": rows})
+    response["Cache-Control"] = "private, no-store"
+    return response
