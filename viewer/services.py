@@ -26,6 +26,7 @@ from django.http import (
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
+from phr.sharing import doctor
 from phr.vault.models import Instance, Series, Study
 
 DICOM_CONTENT_TYPE = "application/dicom"
@@ -273,10 +274,14 @@ def is_owner(request, study: Study) -> bool:
     return request.user.is_authenticated and study.owner_id == request.user.pk
 
 
-def can_download(request, study: Study) -> bool:
-    """The owner may always download. A doctor may when their share allows it: the sharing
-    issue wires that in here."""
-    return is_owner(request, study)
+def download_url(request, study: Study) -> str | None:
+    """Where this caller downloads the study as a ZIP, or None when they may not: the owner
+    always; a doctor when one of their live shares holding the study allows downloads."""
+    if is_owner(request, study):
+        return reverse("vault:download_study", args=[study.id])
+    if any(share.allow_download for share in doctor.shares_holding(request, study)):
+        return reverse("sharing:shared_download", args=[study.id])
+    return None
 
 
 def wasm_base_path() -> str:

@@ -10,6 +10,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from phr.sharing.models import Event
+from phr.sharing.services import record_doctor_use, study_words
 from phr.vault.access import (
     get_instance_or_404,
     get_study_or_404,
@@ -22,10 +24,13 @@ from viewer import services, tags
 @require_safe
 def study(request, study_id):
     study = get_study_or_404(request, study_id)
+    if not services.is_owner(request, study):
+        # A doctor opened it: the patient sees this in the share's access log.
+        record_doctor_use(request, study, Event.VIEWED, detail=f"Viewer: {study_words(study)}")
     context = {
         "study": study,
         "documents": visible_documents(request).filter(study=study),
-        "can_download": services.can_download(request, study),
+        "download_url": services.download_url(request, study),
         "is_owner": services.is_owner(request, study),
         "wasm_base_path": services.wasm_base_path(),
         "test_hook": settings.PHR_VIEWER_TEST_HOOK,

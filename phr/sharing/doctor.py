@@ -110,3 +110,8 @@ def check_grants(request) -> GrantCheck:
         else:
             result.ended.append(share)
     return result
+
+
+def shares_holding(request, study) -> list[Share]:
+    """This browser's live shares that include `study` (re-checked in the database)."""
+    return list(live_shares(request).filter(studies=study))

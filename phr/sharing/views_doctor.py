@@ -147,14 +147,8 @@ def doctor_required(view):
     return secret_page(wrapper)
 
 
-def _shares_holding(request, study):
-    return [share for share in request.doctor_shares if share.studies.filter(pk=study.pk).exists()]
-
-
 def _log_use(request, study, kind, *, detail="", object_id=None):
-    for share in _shares_holding(request, study):
-        client = services.Client.from_request(request, visitor=doctor.visitor_tag(request))
-        services.used(share, kind, client, detail=detail, object_id=object_id)
+    services.record_doctor_use(request, study, kind, detail=detail, object_id=object_id)
 
 
 @doctor_required
@@ -191,7 +185,7 @@ def shared_study(request, study_id):
         }
         for one in series
     ]
-    shares = _shares_holding(request, study)
+    shares = doctor.shares_holding(request, study)
     context = {
         "study": study,
         "kind": browse.study_kind(study),
@@ -245,7 +239,7 @@ def shared_document(request, document_id):
 @require_GET
 def shared_download(request, study_id):
     study = get_study_or_404(request, study_id)
-    if not any(share.allow_download for share in _shares_holding(request, study)):
+    if not any(share.allow_download for share in doctor.shares_holding(request, study)):
         raise Http404  # view-only share: as if there were no download at all
     _log_use(
         request, study, Event.DOWNLOADED, detail=services.study_words(study), object_id=study.pk

@@ -33,9 +33,10 @@ def only_result(response) -> dict:
     return results[0]
 
 
-def stored_keys(prefix="vault/") -> list[str]:
-    """Every blob key under `prefix`, walking folders (works on the file system and on S3)."""
-    keys, folders = [], [prefix.rstrip("/")]
+def stored_keys(owner) -> list[str]:
+    """Every blob key of `owner`, walking folders (works on the file system and on S3, where
+    the bucket outlives each test, hence the owner's own prefix)."""
+    keys, folders = [], [f"vault/{owner.pk}"]
     while folders:
         folder = folders.pop()
         try:
@@ -73,7 +74,7 @@ def test_uploading_the_same_file_again_is_reported_and_stores_nothing(patient_cl
     assert again["message"] == "Already in your vault."
     assert Instance.objects.count() == 1
     assert Study.objects.get().num_instances == 1
-    assert len(stored_keys()) == 1
+    assert len(stored_keys(patient_client.user)) == 1
 
 
 def test_same_uid_with_different_bytes_is_kept_separately_and_flagged(patient_client):
@@ -104,7 +105,7 @@ def test_a_truncated_dicom_file_is_rejected_and_nothing_is_stored(patient_client
     assert result["outcome"] == "rejected"
     assert "damaged" in result["message"] or "ends" in result["message"]
     assert Instance.objects.count() == 0
-    assert stored_keys() == []
+    assert stored_keys(patient_client.user) == []
 
 
 def test_a_text_file_named_dcm_is_rejected_with_a_clear_reason(patient_client):
@@ -188,7 +189,7 @@ def test_the_whole_cd_uploads_and_uploading_it_again_adds_nothing(patient_client
         else:
             assert result["outcome"] == "stored", (path, result)
     counts = (Study.objects.count(), Series.objects.count(), Instance.objects.count())
-    keys = sorted(stored_keys())
+    keys = sorted(stored_keys(patient_client.user))
 
     second = [only_result(upload(patient_client, path.read_bytes(), str(path))) for path in files]
     assert {result["outcome"] for result in second} == {"duplicate", "skipped", "rejected"}
@@ -196,7 +197,7 @@ def test_the_whole_cd_uploads_and_uploading_it_again_adds_nothing(patient_client
         r["outcome"] for r in first if r["outcome"] == "rejected"
     ]
     assert (Study.objects.count(), Series.objects.count(), Instance.objects.count()) == counts
-    assert sorted(stored_keys()) == keys
+    assert sorted(stored_keys(patient_client.user)) == keys
     for study in Study.objects.all():
         assert study.num_instances == Instance.objects.filter(series__study=study).count()
         assert study.num_series == study.series.count()
@@ -269,7 +270,7 @@ def test_database_failure_after_the_blob_is_written_removes_the_blob(
     assert response.status_code == 503
     assert only_result(response)["outcome"] == "error"
     assert (Study.objects.count(), Series.objects.count(), Instance.objects.count()) == (0, 0, 0)
-    assert stored_keys() == [], "the blob written before the failure must be gone"
+    assert stored_keys(patient_client.user) == [], "the blob written before the failure is gone"
 
 
 def test_upload_needs_a_signed_in_enrolled_patient(client, unenrolled_patient):

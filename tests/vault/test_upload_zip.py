@@ -61,7 +61,7 @@ def test_hostile_archives_are_refused_before_anything_is_stored(
     assert results[0]["outcome"] == "rejected"
     assert results[0]["message"]
     assert Instance.objects.count() == 0
-    assert stored_keys() == []
+    assert stored_keys(patient_client.user) == []
 
 
 def test_a_zip_whose_headers_lie_about_the_size_stops_while_inflating(patient_client, tmp_path):
@@ -69,7 +69,7 @@ def test_a_zip_whose_headers_lie_about_the_size_stops_while_inflating(patient_cl
     results = upload_zip(patient_client, path)
     assert results[-1]["outcome"] == "rejected"
     assert results[-1]["code"] == "zip_bomb"
-    assert stored_keys() == []
+    assert stored_keys(patient_client.user) == []
 
 
 def test_a_zip_inside_the_zip_is_skipped_with_a_reason(patient_client, tmp_path):

@@ -1,0 +1,46 @@
+"""A doctor holding a share uses the same viewer as the patient: scoped to the share, logged
+in the patient's access log, with a download button only when the share allows it."""
+
+import pytest
+from django.urls import reverse
+
+from phr.sharing.models import AccessEvent, Event
+from tests.sharing.conftest import make_share, open_with_code
+
+
+@pytest.mark.parametrize("allow_download", [False, True])
+def test_doctor_opens_the_viewer_for_a_shared_study(doctor, patient, ct, mr, allow_download):
+    share, secrets = make_share(patient, [ct], allow_download=allow_download)
+    assert open_with_code(doctor, secrets.code).status_code == 302
+
+    response = doctor.get(reverse("viewer:study", args=[ct.id]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    download = reverse("sharing:shared_download", args=[ct.id])
+    assert (download in html) is allow_download
+    assert reverse("vault:download_study", args=[ct.id]) not in html  # the owner's route
+
+    viewed = AccessEvent.objects.filter(share=share, kind=Event.VIEWED)
+    assert viewed.count() == 1
+    assert viewed.get().ip and viewed.get().user_agent
+
+    images = doctor.get(reverse("viewer:study_images", args=[ct.id])).json()
+    instance_url = images["series"][0]["images"][0]["url"]
+    assert doctor.get(instance_url).status_code in (200, 302)  # 302: presigned S3 URL
+
+    # The same patient's other study is not in the share.
+    assert doctor.get(reverse("viewer:study", args=[mr.id])).status_code == 404
+
+
+def test_revoking_stops_the_doctors_viewer_on_the_next_request(doctor, patient, ct):
+    from phr.sharing import services
+
+    share, secrets = make_share(patient, [ct])
+    open_with_code(doctor, secrets.code)
+    images = doctor.get(reverse("viewer:study_images", args=[ct.id])).json()
+    instance_url = images["series"][0]["images"][0]["url"]
+    assert doctor.get(instance_url).status_code in (200, 302)  # 302: presigned S3 URL
+
+    services.revoke(share)
+    assert doctor.get(instance_url).status_code == 404
+    assert doctor.get(reverse("viewer:study", args=[ct.id])).status_code == 404
