@@ -20,6 +20,7 @@ def index_instance(
         study_instance_uid=header.study_instance_uid,
         defaults=_study_fields(header, source),
     )
+    study.owner = owner  # already in hand: spares a query wherever the study is summarised
     if not study_created:
         _fill_blank_study_fields(study, header)
     series, series_created = Series.objects.get_or_create(
