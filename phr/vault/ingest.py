@@ -11,6 +11,7 @@ The pipeline, one small step each:
   7. on any failure after 5, remove the blob unless a row references it.
 """
 
+import hashlib
 import logging
 import os
 import re
@@ -291,8 +292,6 @@ def _ingest_document(owner, fileobj, filename, kind, source, attach_to) -> Inges
 
 
 def _hash(fileobj) -> tuple[str, int]:
-    import hashlib
-
     digest, size = hashlib.sha256(), 0
     fileobj.seek(0)
     while chunk := fileobj.read(HASH_CHUNK):

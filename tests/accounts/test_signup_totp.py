@@ -76,3 +76,9 @@ def test_totp_secret_is_stored_encrypted(patient):
     from accounts.crypto import decrypt_text
 
     assert decrypt_text(stored) == patient.totp_secret
+
+
+def test_passkeys_are_offered_once_totp_works(patient_client):
+    # SECURITY.md item 2: WebAuthn comes on top of TOTP, from the two-factor page.
+    html = patient_client.get(reverse("mfa_index")).content.decode()
+    assert reverse("mfa_add_webauthn") in html

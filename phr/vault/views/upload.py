@@ -7,6 +7,7 @@ patient's name.
 
 import logging
 import tempfile
+import uuid
 from urllib.parse import unquote
 
 from django.conf import settings
@@ -115,8 +116,6 @@ def _study_for_documents(request):
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
     except ValueError:
