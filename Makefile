@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-prod lint format chromium migrate demo clean
+.PHONY: run test test-prod lint format chromium dcmtk migrate demo clean backup restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core; }
+
+# DIMSE tests use dcmtk's storescu and echoscu as the real hospital sender.
+dcmtk:
+	@test -x /usr/bin/storescu || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk; }
 
 migrate: $(VENV)/.run-deps
 	$(BIN)/python manage.py migrate --noinput
@@ -41,12 +46,22 @@ format: $(VENV)/.dev-deps
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.dev-deps chromium lint
+test: $(VENV)/.dev-deps chromium dcmtk lint
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432) and a real S3 server (SeaweedFS on loopback).
-test-prod: $(VENV)/.dev-deps chromium
+test-prod: $(VENV)/.dev-deps chromium dcmtk
 	$(BIN)/python scripts/test_prod.py
+
+# The embedded default only (SQLite + local media); production: README, "Backups".
+# `make backup [TO=DIR]` writes DIR/<timestamp>/ (default var/backups/<timestamp>/).
+backup: $(VENV)/.run-deps
+	$(BIN)/python scripts/backup.py backup $(if $(TO),--to "$(TO)")
+
+# `make restore FROM=var/backups/<timestamp>`, with the site stopped.
+restore: $(VENV)/.run-deps
+	@test -n "$(FROM)" || { echo "usage: make restore FROM=var/backups/<timestamp>"; exit 2; }
+	$(BIN)/python scripts/backup.py restore "$(FROM)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,11 @@
 """The demo patient that `make run` creates, so a newcomer can log in at once, and finds a
 vault already filled with pydicom's public test images (a real CD tree, plus files in the
-compressed encodings the viewer must handle)."""
+compressed encodings the viewer must handle), and one study a "hospital" sent to the Inbox."""
 
+import shutil
+import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from allauth.account.models import EmailAddress
@@ -10,6 +13,7 @@ from allauth.mfa.models import Authenticator
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.db import transaction
+from django.utils import timezone
 from pydicom.data import get_testdata_file
 
 from accounts.adapter import MFAAdapter
@@ -53,6 +57,7 @@ def ensure_demo_patient() -> DemoPatient:
     # Outside the account's transaction: each file is stored and indexed atomically on its own,
     # and a rollback of the account could not take back blobs already written to storage.
     fill_demo_vault(demo.user)
+    fill_demo_inbox(demo.user)
     return demo
 
 
@@ -64,6 +69,35 @@ def fill_demo_vault(user: User) -> importer.ImportSummary:
     for result in importer.iter_files(user, demo_files(), source=Source.IMPORT):
         summary.add(result)
     return summary
+
+
+DEMO_HOSPITAL = "Demo Imaging Centre"
+DEMO_DELIVERY = "examples_overlay.dcm"
+
+
+def fill_demo_inbox(user: User) -> None:
+    """A study "sent by a hospital", waiting in the Inbox, so Accept and Reject can be tried.
+    Idempotent like the vault: once delivered (or accepted), a rerun stores nothing."""
+    from phr.hospital import services
+    from phr.hospital.models import DepositCode, Organisation
+
+    organisation, _ = Organisation.objects.get_or_create(name=DEMO_HOSPITAL)
+    deposit = DepositCode.objects.filter(owner=user, label=DEMO_HOSPITAL).first()
+    if deposit is None:
+        deposit, _plain = services.create_deposit_code(
+            user,
+            label=DEMO_HOSPITAL,
+            organisation=organisation,
+            expires_at=timezone.now() + timedelta(days=365),
+        )
+    path = get_testdata_file(DEMO_DELIVERY, download=False)
+    if not path:
+        return
+    report = services.DeliveryReport(deposit=deposit, organisation=organisation)
+    with tempfile.TemporaryFile() as spool, open(path, "rb") as original:
+        shutil.copyfileobj(original, spool)
+        spool.seek(0)
+        services.receive_file(report, spool, DEMO_DELIVERY)
 
 
 def demo_cd_tree() -> Path:

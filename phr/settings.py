@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "phr.core",
     "phr.vault",
     "phr.sharing",
+    "phr.hospital",
+    "phr.rights",
     "viewer",
 ]
 
@@ -309,6 +311,13 @@ PHR_SHARE_FAILURES_SITE_PER_HOUR = envint("PHR_SHARE_FAILURES_SITE_PER_HOUR", 10
 PHR_DOCTOR_SESSION_SECONDS = envint("PHR_DOCTOR_SESSION_SECONDS", 12 * 3600)
 # How long the new code, link and printable card stay visible to the patient after creating.
 PHR_SHARE_REVEAL_SECONDS = envint("PHR_SHARE_REVEAL_SECONDS", 600)
+
+# Hospital push: one STOW-RS request's size, a deposit code's default life, and the DIMSE
+# listener's address (`manage.py dicom_listener`).
+PHR_MAX_STOW_BYTES = envint("PHR_MAX_STOW_BYTES", 8 * GiB)
+PHR_DEPOSIT_DAYS = envint("PHR_DEPOSIT_DAYS", 30)
+PHR_DICOM_HOST = envstr("PHR_DICOM_HOST", "127.0.0.1")
+PHR_DICOM_PORT = envint("PHR_DICOM_PORT", 11112)
 
 # --- Email -----------------------------------------------------------------------------------
 EMAIL_BACKEND = envstr("PHR_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

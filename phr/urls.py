@@ -13,7 +13,9 @@ urlpatterns = [
     # The short address printed on the patient's access card, where a doctor types the code.
     path("access", access_code, name="doctor_access"),
     path("", include("phr.sharing.urls")),
+    path("", include("phr.hospital.urls")),
     path("vault/", include("phr.vault.urls")),
+    path("my-data/", include("phr.rights.urls")),
     path("viewer/", include("viewer.urls")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),

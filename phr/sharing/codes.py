@@ -32,8 +32,8 @@ TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 PIN_PATTERN = re.compile(r"^\d{6}$")
 
 
-def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+def new_code(length: int = CODE_LENGTH) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 def new_token() -> str:
@@ -45,14 +45,14 @@ def format_code(code: str) -> str:
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
 
 
-def normalise_code(typed: str) -> str | None:
+def normalise_code(typed: str, length: int = CODE_LENGTH) -> str | None:
     """The canonical code for whatever was typed, or None if it cannot be one.
 
     Case, spaces and dashes don't matter; I and L are read as 1, O as 0. U is not part of the
     alphabet at all, so a code with a U is simply wrong.
     """
     cleaned = _SEPARATORS.sub("", (typed or "").upper()).translate(_CONFUSABLES)
-    if len(cleaned) != CODE_LENGTH or any(ch not in ALPHABET for ch in cleaned):
+    if len(cleaned) != length or any(ch not in ALPHABET for ch in cleaned):
         return None
     return cleaned
 

@@ -81,7 +81,7 @@ def shared_studies(request):
     through = Share.studies.through.objects.filter(
         share__in=live_shares(request), study__owner=F("share__owner")
     )
-    return Study.objects.filter(pk__in=through.values("study_id"))
+    return Study.objects.in_vault().filter(pk__in=through.values("study_id"))
 
 
 @dataclass

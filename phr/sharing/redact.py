@@ -1,7 +1,8 @@
-"""Keep magic-link tokens out of every log line.
+"""Keep magic-link tokens and deposit codes out of every log line.
 
 A token in a log is a working key to someone's scans for whoever reads the logs, so every
-record that mentions a path like /s/<token> has it replaced before any handler formats it.
+record that mentions a path like /s/<token> (or a hospital's /dicomweb/deposit/<code>/) has it
+replaced before any handler formats it.
 """
 
 import logging
@@ -9,6 +10,8 @@ import re
 
 TOKEN_IN_PATH = re.compile(r"/s/[A-Za-z0-9_\-%]{8,}")
 REDACTED = "/s/[redacted]"
+DEPOSIT_CODE_IN_PATH = re.compile(r"/deposit/[^/\s?]+")
+DEPOSIT_REDACTED = "/deposit/[redacted]"
 
 # Loggers that write request paths. A filter on a logger runs before any handler sees the
 # record (including pytest's caplog and gunicorn's own access handler); a filter on a handler
@@ -30,10 +33,13 @@ class RedactShareTokens(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record is the logging module's problem, not ours
             return True
-        if "/s/" in message:
-            redacted = TOKEN_IN_PATH.sub(REDACTED, message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
+        redacted = message
+        if "/s/" in redacted:
+            redacted = TOKEN_IN_PATH.sub(REDACTED, redacted)
+        if "/deposit/" in redacted:
+            redacted = DEPOSIT_CODE_IN_PATH.sub(DEPOSIT_REDACTED, redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 

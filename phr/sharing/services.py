@@ -70,8 +70,9 @@ def create_share(
     client: Client | None = None,
 ) -> tuple[Share, Secrets]:
     studies = list(studies)
-    if not studies or any(study.owner_id != owner.pk for study in studies):
-        # The form only offers the owner's own studies; this guards every other caller.
+    if not studies or any(study.owner_id != owner.pk or study.inbox for study in studies):
+        # The form only offers the owner's own studies, never what waits in the Inbox; this
+        # guards every other caller.
         raise ValueError("A share holds one or more of its owner's own studies.")
     share = Share(
         owner=owner,

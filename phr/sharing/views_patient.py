@@ -2,7 +2,6 @@
 of shares with their access logs, and stopping a share."""
 
 import json
-import time
 import uuid
 
 from allauth.account.decorators import reauthentication_required
@@ -15,8 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.crypto import decrypt_text, encrypt_text
-from phr.sharing import services
+from phr.sharing import reveal, services
 from phr.sharing.decorators import secret_page
 from phr.sharing.forms import ShareForm
 from phr.sharing.models import Secrets, Share, Status
@@ -109,11 +107,8 @@ def _create(request, form):
         client=client,
     )
     services.email_link(share, _link(request, plain.token), client)
-    request.session[REVEAL_SESSION_KEY] = {
-        "share": str(share.pk),
-        "until": time.time() + settings.PHR_SHARE_REVEAL_SECONDS,
-        "secrets": encrypt_text(json.dumps({"code": plain.code, "token": plain.token})),
-    }
+    secrets = json.dumps({"code": plain.code, "token": plain.token})
+    reveal.remember(request, REVEAL_SESSION_KEY, share.pk, secrets)
     return redirect("sharing:created", share_id=share.pk)
 
 
@@ -123,11 +118,10 @@ def _link(request, token: str) -> str:
 
 def _revealed(request, share: Share) -> Secrets:
     """The new share's code and token, if it was created in this session a moment ago."""
-    kept = request.session.get(REVEAL_SESSION_KEY) or {}
-    if kept.get("share") != str(share.pk) or kept.get("until", 0) < time.time():
-        request.session.pop(REVEAL_SESSION_KEY, None)
+    kept = reveal.recall(request, REVEAL_SESSION_KEY, share.pk)
+    if kept is None:
         raise Http404
-    plain = json.loads(decrypt_text(kept["secrets"]))
+    plain = json.loads(kept)
     return Secrets(code=plain["code"], token=plain["token"])
 
 
@@ -176,7 +170,7 @@ def _reveal(request, share_id, template):
 @require_POST
 def share_hide(request, share_id):
     share = get_own_share_or_404(request, share_id)
-    request.session.pop(REVEAL_SESSION_KEY, None)
+    reveal.forget(request, REVEAL_SESSION_KEY)
     messages.success(request, f"The code for “{share.label}” is now hidden for good.")
     return redirect("sharing:list")
 

@@ -4,7 +4,9 @@ Every view fetches vault objects through these helpers and nothing else, so that
 caller may not see is a 404 (never a 403: no oracle that it exists).
 
 Two kinds of caller:
-- a signed-in patient sees their own studies and documents;
+- a signed-in patient sees their own studies and documents. Studies a hospital sent that wait
+  in the Inbox can be opened by their owner (to decide on them) but are never listed in the
+  vault and never offered for sharing: `visible_studies` leaves them out;
 - a doctor (no account) sees exactly the studies of the shares their browser has opened that
   are live at this moment, and those studies' documents. phr.sharing.doctor asks the database
   on every call, so a revoked or expired share stops working on the very next request.
@@ -17,18 +19,29 @@ from phr.vault.models import Document, Instance, Series, Study
 
 
 def visible_studies(request):
+    """The studies to list, search and share: the vault, or what a doctor was shown."""
+    if request.user.is_authenticated:
+        return Study.objects.in_vault().filter(owner=request.user)
+    return doctor.shared_studies(request)
+
+
+def inbox_studies(request):
+    return Study.objects.in_inbox().filter(owner=request.user)
+
+
+def _openable_studies(request):
     if request.user.is_authenticated:
         return Study.objects.filter(owner=request.user)
     return doctor.shared_studies(request)
 
 
 def get_study_or_404(request, study_id) -> Study:
-    return get_object_or_404(visible_studies(request), pk=study_id)
+    return get_object_or_404(_openable_studies(request), pk=study_id)
 
 
 def get_series_or_404(request, series_id) -> Series:
     return get_object_or_404(
-        Series.objects.select_related("study").filter(study__in=visible_studies(request)),
+        Series.objects.select_related("study").filter(study__in=_openable_studies(request)),
         pk=series_id,
     )
 
@@ -36,7 +49,7 @@ def get_series_or_404(request, series_id) -> Series:
 def get_instance_or_404(request, instance_id) -> Instance:
     return get_object_or_404(
         Instance.objects.select_related("series__study").filter(
-            series__study__in=visible_studies(request)
+            series__study__in=_openable_studies(request)
         ),
         pk=instance_id,
     )

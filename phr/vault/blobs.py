@@ -33,6 +33,20 @@ def store(key: str, fileobj, size: int) -> tuple[str, bool]:
     return default_storage.save(key, File(fileobj, name=key)), True
 
 
+def keys_under(folder: str, storage=None):
+    """Every key below `folder` ("vault/<owner id>"), on the file system and on S3 alike:
+    listdir walks directories there and lists by delimiter here."""
+    storage = storage or default_storage
+    try:
+        subfolders, files = storage.listdir(folder)
+    except FileNotFoundError:  # the file system has no folder until a first blob is stored
+        return
+    for name in sorted(files):
+        yield f"{folder}/{name}"
+    for name in sorted(subfolders):
+        yield from keys_under(f"{folder}/{name}", storage)
+
+
 def is_referenced(key: str) -> bool:
     return (
         Instance.objects.filter(storage_key=key).exists()

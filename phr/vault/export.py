@@ -73,6 +73,9 @@ class StudyArchive:
         self.files = list(_plan_dicom_files(self.studies))
         self.filename = archive_filename(self.studies)
         self.missing: list[str] = []  # blobs storage couldn't give us, told in the README
+        # Small generated files to add, as (name, bytes): the full export's machine-readable
+        # record (phr.rights.export). Written after the blobs, before the DICOMDIR.
+        self.extra: list[tuple[str, bytes]] = []
 
     def chunks(self) -> Iterator[bytes]:
         sink = _Sink()
@@ -82,6 +85,9 @@ class StudyArchive:
             yield from self._write_dicom_file(archive, sink, dicomdir, entry)
         for name, document in zip(document_names(self.documents), self.documents, strict=True):
             yield from self._write_document(archive, sink, f"{DOCUMENTS_ROOT}/{name}", document)
+        for name, data in self.extra:
+            archive.writestr(_info(name, zipfile.ZIP_DEFLATED), data)
+            yield sink.take()
         archive.writestr(_info("DICOMDIR", zipfile.ZIP_DEFLATED), dicomdir.to_bytes())
         archive.writestr(_info("README.txt", zipfile.ZIP_DEFLATED), self.readme().encode())
         archive.close()

@@ -6,19 +6,27 @@ parallel uploads into the same study never lose a count.
 
 import math
 
-from django.db.models import F
+from django.db.models import Count, F, Sum
 
 from phr.vault.dicomfile import DicomHeader
 from phr.vault.models import Instance, Series, Study
 
 
 def index_instance(
-    owner, header: DicomHeader, sha256, size, key, source, is_conflict
+    owner, header: DicomHeader, sha256, size, key, source, is_conflict, delivery=None
 ) -> tuple[Instance, bool]:
+    defaults = _study_fields(header, source)
+    if delivery is not None:
+        defaults |= {
+            "deposited_by": delivery.organisation,
+            "deposited_at": delivery.received_at,
+        }
+    # A hospital's delivery files into the Inbox's copy of the study, never the vault's.
     study, study_created = Study.objects.select_for_update().get_or_create(
         owner=owner,
         study_instance_uid=header.study_instance_uid,
-        defaults=_study_fields(header, source),
+        inbox=delivery is not None,
+        defaults=defaults,
     )
     study.owner = owner  # already in hand: spares a query wherever the study is summarised
     if not study_created:
@@ -141,3 +149,24 @@ def slice_position(header: DicomHeader) -> float | None:
     if header.slice_location is not None and math.isfinite(header.slice_location):
         return header.slice_location
     return None
+
+
+def recount_study(study: Study) -> None:
+    """Recompute a study's counters from its rows, after series or images moved into it."""
+    for series in study.series.annotate(count=Count("instances")):
+        if series.num_instances != series.count:
+            Series.objects.filter(pk=series.pk).update(num_instances=series.count)
+    totals = Instance.objects.filter(series__study=study).aggregate(
+        images=Count("pk"), size=Sum("size")
+    )
+    modalities, body_parts = "", ""
+    for modality, body_part in study.series.values_list("modality", "body_part"):
+        modalities = _merged_words(modalities, modality)
+        body_parts = _merged_words(body_parts, body_part)
+    Study.objects.filter(pk=study.pk).update(
+        num_series=study.series.count(),
+        num_instances=totals["images"] or 0,
+        total_bytes=totals["size"] or 0,
+        modalities=modalities,
+        body_parts=body_parts,
+    )

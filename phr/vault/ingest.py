@@ -16,8 +16,10 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from phr.vault import blobs
@@ -50,6 +52,16 @@ class Outcome:
     SKIPPED = "skipped"
     REJECTED = "rejected"
     ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Files a hospital deposited: they go to the owner's Inbox, labelled with the sender."""
+
+    organisation: object  # phr.hospital.models.Organisation
+    received_at: datetime
+    # STOW-RS to /studies/{uid}: every instance must belong to that study.
+    study_uid: str | None = None
 
 
 class IngestFailure(Exception):
@@ -96,10 +108,16 @@ def study_summary(study: Study) -> dict:
 
 
 def ingest_file(
-    owner, fileobj, *, filename: str, source: str = Source.UPLOAD, attach_to: Study | None = None
+    owner,
+    fileobj,
+    *,
+    filename: str,
+    source: str = Source.UPLOAD,
+    attach_to: Study | None = None,
+    delivery: Delivery | None = None,
 ) -> IngestResult:
-    """Take one file into `owner`'s vault. `fileobj` must be a seekable, writable temp file of
-    ours: the preamble is zeroed in place."""
+    """Take one file into `owner`'s vault (or Inbox, for a hospital's `delivery`). `fileobj`
+    must be a seekable, writable temp file of ours: the preamble is zeroed in place."""
     filename = display_name(filename)
     size = _size_of(fileobj)
     if size == 0:
@@ -109,7 +127,10 @@ def ingest_file(
 
     kind = sniff_kind(fileobj)
     if kind == "dicom":
-        return _ingest_dicom(owner, fileobj, filename, size, source)
+        return _ingest_dicom(owner, fileobj, filename, size, source, delivery)
+    if delivery is not None:
+        # Hospitals send DICOM objects only; a report travels as an encapsulated PDF.
+        return _rejected(filename, RejectedFile("not_dicom"))
     if kind in DOCUMENT_KINDS:
         return _ingest_document(owner, fileobj, filename, kind, source, attach_to)
     if filename.lower().endswith((".dcm", ".dicom")):
@@ -152,11 +173,19 @@ def _rejected(filename: str, error: RejectedFile) -> IngestResult:
 # --- DICOM ---------------------------------------------------------------------------------------
 
 
-def _ingest_dicom(owner, fileobj, filename: str, size: int, source: str) -> IngestResult:
+def _ingest_dicom(owner, fileobj, filename, size, source, delivery) -> IngestResult:
     try:
         header = read_header(fileobj, size, max_inflated_bytes=settings.PHR_MAX_INFLATED_BYTES)
     except RejectedFile as error:
         return _rejected(filename, error)
+    if delivery and delivery.study_uid and header.study_instance_uid != delivery.study_uid:
+        return IngestResult(
+            filename,
+            Outcome.REJECTED,
+            "This image belongs to another study than the one it was sent to.",
+            "study_mismatch",
+            extra={"uids": (header.sop_class_uid or "", header.sop_instance_uid)},
+        )
     if header.is_dicomdir:
         return IngestResult(
             filename,
@@ -180,7 +209,7 @@ def _ingest_dicom(owner, fileobj, filename: str, size: int, source: str) -> Inge
     try:
         with transaction.atomic():
             instance, study_created = index_instance(
-                owner, header, sha256, size, key, source, is_conflict
+                owner, header, sha256, size, key, source, is_conflict, delivery
             )
     except IntegrityError:
         # Another upload of the very same file won the race: report it as already stored.
@@ -228,7 +257,19 @@ def _store_blob(key: str, fileobj, size: int) -> tuple[str, bool]:
     try:
         return blobs.store(key, fileobj, size)
     except Exception as error:
+        _remove_partial_blob(key, size)
         raise IngestFailure(f"storage refused the file: {error}") from error
+
+
+def _remove_partial_blob(key: str, size: int) -> None:
+    """The file system writes in place: a save that fails part-way (disk full, a file-size
+    limit) leaves the first bytes under the key. Bytes of the wrong length are never valid
+    content for a hash-named key, so they go at once rather than waiting for check_vault."""
+    try:
+        if default_storage.exists(key) and default_storage.size(key) != size:
+            blobs.delete_if_unreferenced(key)
+    except Exception:
+        log.exception("could not remove the partial blob %s", key)
 
 
 def _forget_blob(key: str, wrote: bool) -> None:

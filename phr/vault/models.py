@@ -17,6 +17,14 @@ class Source(models.TextChoices):
     HOSPITAL = "hospital", "Sent by a hospital"
 
 
+class StudyQuerySet(models.QuerySet):
+    def in_vault(self):
+        return self.filter(inbox=False)
+
+    def in_inbox(self):
+        return self.filter(inbox=True)
+
+
 class Study(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -38,18 +46,33 @@ class Study(models.Model):
     patient_birth_date = models.DateField(null=True, blank=True)
     patient_sex = models.CharField(max_length=16, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.UPLOAD)
+    # Sent by a hospital and waiting in the patient's Inbox: not listed in the vault and never
+    # shareable until the patient accepts it. A study may sit in both places at once (new
+    # images of a study already kept), hence the uniqueness per (owner, UID, place).
+    inbox = models.BooleanField(default=False)
+    deposited_by = models.ForeignKey(
+        "hospital.Organisation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    deposited_at = models.DateTimeField(null=True, blank=True)
     num_series = models.PositiveIntegerField(default=0)
     num_instances = models.PositiveIntegerField(default=0)
     total_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = StudyQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "studies"
         ordering = ["-study_date", "-study_time", "-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "study_instance_uid"], name="one_study_per_uid_per_owner"
+                fields=["owner", "study_instance_uid", "inbox"],
+                name="one_study_per_uid_per_owner_and_place",
             )
         ]
         indexes = [models.Index(fields=["owner", "-study_date"], name="study_owner_date")]

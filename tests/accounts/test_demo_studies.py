@@ -13,7 +13,13 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from accounts.demo import demo_cd_tree, demo_files, ensure_demo_patient, fill_demo_vault
+from accounts.demo import (
+    DEMO_HOSPITAL,
+    demo_cd_tree,
+    demo_files,
+    ensure_demo_patient,
+    fill_demo_vault,
+)
 from phr.vault.models import Document, Instance, Series, Source, Study
 
 
@@ -48,11 +54,16 @@ def vault_state(user) -> dict:
 def test_demo_vault_holds_the_cd_and_the_encodings(db):
     user = ensure_demo_patient().user
 
-    studies = Study.objects.filter(owner=user)
+    studies = Study.objects.filter(owner=user, inbox=False)
     assert {study.study_instance_uid for study in studies} == expected_study_uids()
     assert all(study.source == Source.IMPORT for study in studies)
+    # And one study "sent by a hospital" waits in the Inbox, to try Accept and Reject on.
+    [waiting] = Study.objects.filter(owner=user, inbox=True)
+    assert waiting.source == Source.HOSPITAL and str(waiting.deposited_by) == DEMO_HOSPITAL
     syntaxes = set(
-        Instance.objects.filter(owner=user).values_list("transfer_syntax_uid", flat=True)
+        Instance.objects.filter(owner=user, series__study__inbox=False).values_list(
+            "transfer_syntax_uid", flat=True
+        )
     )
     assert {
         JPEG2000,
@@ -78,4 +89,5 @@ def test_setting_up_the_demo_twice_changes_nothing(db):
 
     again = fill_demo_vault(user)
     assert again.counts["stored"] == again.counts["conflict"] == 0
-    assert again.counts["duplicate"] == len(before["instances"])
+    in_vault = Instance.objects.filter(owner=user, series__study__inbox=False).count()
+    assert again.counts["duplicate"] == in_vault

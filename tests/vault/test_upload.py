@@ -12,6 +12,7 @@ from django.urls import reverse
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from phr.vault import blobs
 from phr.vault.models import Document, Instance, Series, Study
 from tests.support.vaultdata import dicomdir_tree
 
@@ -34,18 +35,9 @@ def only_result(response) -> dict:
 
 
 def stored_keys(owner) -> list[str]:
-    """Every blob key of `owner`, walking folders (works on the file system and on S3, where
-    the bucket outlives each test, hence the owner's own prefix)."""
-    keys, folders = [], [f"vault/{owner.pk}"]
-    while folders:
-        folder = folders.pop()
-        try:
-            subfolders, files = default_storage.listdir(folder)
-        except FileNotFoundError:
-            continue
-        keys += [f"{folder}/{name}" for name in files]
-        folders += [f"{folder}/{name}" for name in subfolders]
-    return keys
+    """Every blob key of `owner` (on S3 the bucket outlives each test: hence the owner's own
+    prefix)."""
+    return list(blobs.keys_under(f"vault/{owner.pk}"))
 
 
 def test_a_dicom_file_is_stored_and_indexed(patient_client):

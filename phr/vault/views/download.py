@@ -21,7 +21,7 @@ from phr.vault.export import StudyArchive
 @require_GET
 def download_study(request, study_id):
     study = get_study_or_404(request, study_id)
-    return _zip_response(StudyArchive([study], visible_documents(request).filter(study=study)))
+    return zip_response(StudyArchive([study], visible_documents(request).filter(study=study)))
 
 
 @login_required
@@ -32,9 +32,7 @@ def download_studies(request):
         messages.info(request, "Tick the studies you'd like to download, then press Download.")
         return redirect("vault:home")
     studies = _all_studies_or_404(request, wanted)
-    return _zip_response(
-        StudyArchive(studies, visible_documents(request).filter(study__in=studies))
-    )
+    return zip_response(StudyArchive(studies, visible_documents(request).filter(study__in=studies)))
 
 
 def _all_studies_or_404(request, ids: list[str]) -> list:
@@ -50,7 +48,7 @@ def _all_studies_or_404(request, ids: list[str]) -> list:
     return studies
 
 
-def _zip_response(archive: StudyArchive) -> StreamingHttpResponse:
+def zip_response(archive: StudyArchive) -> StreamingHttpResponse:
     response = StreamingHttpResponse(archive.chunks(), content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, archive.filename)
     response["Cache-Control"] = "no-store"

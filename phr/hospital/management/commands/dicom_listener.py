@@ -1,0 +1,64 @@
+"""Receive hospital pushes over DIMSE (C-STORE, C-ECHO) into patients' Inboxes.
+
+manage.py dicom_listener [--host 0.0.0.0] [--port 11112] [--site-url https://vault.example.org]
+
+The hospital sends to this host and port with the patient's deposit code as the Called AE title,
+from a node registered with `manage.py hospital node`. Stops cleanly on SIGTERM or Ctrl-C:
+no new associations, running ones get a grace period to finish.
+"""
+
+import logging
+import signal
+import tempfile
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from phr.hospital.dimse import DepositListener
+
+# Deliveries whose association died without saying so are finished this often.
+SWEEP_SECONDS = 5
+
+
+class Command(BaseCommand):
+    help = "Receive DICOM C-STORE pushes from registered hospital nodes into patients' Inboxes."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.PHR_DICOM_HOST)
+        parser.add_argument("--port", type=int, default=settings.PHR_DICOM_PORT)
+        parser.add_argument(
+            "--site-url", default="", help="e.g. https://vault.example.org, for the email's link"
+        )
+        parser.add_argument(
+            "--grace", type=float, default=30.0, help="seconds running associations get to finish"
+        )
+
+    def handle(self, *args, host, port, site_url, grace, **options):
+        # Our own log lines say what each association did; pynetdicom's say it per PDU.
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        if settings.FILE_UPLOAD_TEMP_DIR:
+            # pynetdicom writes each received image to the default temp folder; this process
+            # only listens, so pointing that at the uploads' temp folder touches nothing else.
+            tempfile.tempdir = str(settings.FILE_UPLOAD_TEMP_DIR)
+        stopping = threading.Event()
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+        for signum in previous:
+            signal.signal(signum, lambda *_: stopping.set())
+
+        listener = DepositListener(site_url=site_url.rstrip("/"))
+        try:
+            bound_host, bound_port = listener.start(host, port)
+            self.stdout.write(
+                f"DICOM listener on {bound_host}:{bound_port}; Called AE: a deposit code"
+            )
+            self.stdout.flush()
+            while not stopping.wait(SWEEP_SECONDS):
+                listener.sweep()
+            self.stdout.write("Stopping: no new associations; running ones may finish…")
+            self.stdout.flush()
+        finally:
+            listener.stop(grace=grace)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        self.stdout.write("DICOM listener stopped.")

@@ -1,0 +1,291 @@
+"""Check that the vault's blobs and rows agree (`manage.py check_vault`).
+
+Four things can go wrong, and only two of them are safe to repair by machine:
+  - orphan blobs (a blob under `vault/` that no row references): left by an ingest that
+    failed after storing and could not clean up. `fix` removes those older than the grace
+    period; younger ones may belong to an ingest still committing its rows.
+  - stale temp files of ours (name starts with `upload_temp_prefix()`) in the upload temp
+    folder: `fix` removes those older than the grace period.
+  - missing blobs (a row whose blob is gone) and checksum mismatches: data was lost or
+    damaged. Only a person can decide what to restore, so these are reported, never touched.
+
+Everything goes through Django's storage API, so the same code checks the file system and S3.
+"""
+
+import hashlib
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from phr.vault import blobs
+from phr.vault.models import Document, Instance
+
+VAULT_ROOT = "vault"
+DEFAULT_GRACE_SECONDS = 24 * 3600
+HASH_CHUNK = 1024 * 1024
+# Upload code that leaves named temp files should start their names with this, so that the
+# checker can tell them from anything else sharing the temp folder.
+DEFAULT_UPLOAD_TEMP_PREFIX = "phr-upload-"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    key: str
+    rows: tuple[str, ...]
+    expected_sha256: str
+    expected_size: int
+    found_sha256: str
+    found_size: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.key} ({', '.join(self.rows)}): expected sha256 {self.expected_sha256[:16]}… "
+            f"{self.expected_size} bytes, found {self.found_sha256[:16]}… {self.found_size} bytes"
+        )
+
+
+@dataclass
+class Report:
+    grace_seconds: int
+    owner_id: object = None
+    fixed: bool = False
+    blobs_seen: int = 0
+    rows_seen: int = 0
+    orphans: list[str] = field(default_factory=list)  # past grace and still there
+    pending_orphans: list[str] = field(default_factory=list)  # within grace: left alone
+    removed_orphans: list[str] = field(default_factory=list)
+    missing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> rows
+    mismatches: list[Mismatch] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # key -> error
+    stale_temp: list[str] = field(default_factory=list)
+    pending_temp: list[str] = field(default_factory=list)
+    removed_temp: list[str] = field(default_factory=list)
+
+    @property
+    def problem_count(self) -> int:
+        """What still needs attention after this run; pending items within grace don't."""
+        return (
+            len(self.orphans)
+            + len(self.missing)
+            + len(self.mismatches)
+            + len(self.unreadable)
+            + len(self.stale_temp)
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def check_vault(
+    *,
+    fix: bool = False,
+    grace_seconds: int = DEFAULT_GRACE_SECONDS,
+    owner_id=None,
+    storage=None,
+    now: datetime | None = None,
+) -> Report:
+    """Compare rows with blobs (of one owner, or everybody's) and the temp folder with the
+    clock; with `fix`, remove orphans and stale temp files older than `grace_seconds`."""
+    storage = storage or default_storage
+    now = now or timezone.now()
+    report = Report(grace_seconds=grace_seconds, owner_id=owner_id, fixed=fix)
+
+    # Rows first, then the listing: an ingest stores its blob before committing its rows, so
+    # in this order a file arriving mid-check looks like a young orphan (protected by the
+    # grace period), never like a row without a blob.
+    rows = referenced_rows(owner_id)
+    root = f"{VAULT_ROOT}/{owner_id}" if owner_id is not None else VAULT_ROOT
+    listed = set(blobs.keys_under(root, storage))
+    report.rows_seen = sum(len(found) for found in rows.values())
+    report.blobs_seen = len(listed)
+
+    for key in sorted(rows):
+        _check_referenced(storage, key, rows[key], key in listed, report)
+    for key in sorted(listed - rows.keys()):
+        _check_orphan(storage, key, now, grace_seconds, fix, report)
+    _check_temp_files(upload_temp_dir(), now, grace_seconds, fix, report)
+    return report
+
+
+# --- rows and blobs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    label: str
+    sha256: str
+    size: int
+
+
+def referenced_rows(owner_id=None) -> dict[str, list[_Row]]:
+    """storage key -> the rows that point at it, read in one pass without model instances."""
+    rows = defaultdict(list)
+    for model, label in ((Instance, "instance"), (Document, "document")):
+        query = model.objects.all()
+        if owner_id is not None:
+            query = query.filter(owner_id=owner_id)
+        fields = ("pk", "storage_key", "sha256", "size")
+        for pk, key, sha256, size in query.values_list(*fields).iterator(chunk_size=2000):
+            rows[key].append(_Row(f"{label} {pk}", sha256, size))
+    return rows
+
+
+def hash_blob(storage, key: str) -> tuple[str, int]:
+    """SHA-256 and size of a stored blob, read in chunks so a 2 GB file never sits in memory."""
+    digest, size = hashlib.sha256(), 0
+    with storage.open(key, "rb") as blob:
+        while chunk := blob.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _check_referenced(storage, key: str, rows: list[_Row], listed: bool, report: Report) -> None:
+    labels = tuple(row.label for row in rows)
+    try:
+        # A key outside the walked folders (or listed a moment ago) is asked for directly.
+        if not listed and not storage.exists(key):
+            raise FileNotFoundError(key)
+        found_sha256, found_size = hash_blob(storage, key)
+    except Exception as error:
+        if storage.exists(key):
+            report.unreadable[key] = f"{type(error).__name__}: {error}"
+        elif blobs.is_referenced(key):
+            # Re-asked: a study deleted during the check removes its rows, then its blobs.
+            report.missing[key] = labels
+        return
+    for row in rows:
+        if (row.sha256, row.size) != (found_sha256, found_size):
+            report.mismatches.append(
+                Mismatch(key, labels, row.sha256, row.size, found_sha256, found_size)
+            )
+            return
+
+
+def _check_orphan(storage, key: str, now, grace_seconds: int, fix: bool, report: Report) -> None:
+    # Re-asked for each key: a row may have been committed since the rows were read, for
+    # instance a re-upload of exactly these bytes, which reuses the blob already there.
+    if blobs.is_referenced(key):
+        return
+    try:
+        modified = storage.get_modified_time(key)
+    except FileNotFoundError:
+        return  # removed meanwhile (a failed ingest cleaning up after itself)
+    if _within_grace(now - modified, grace_seconds):
+        report.pending_orphans.append(key)
+        return
+    if not fix:
+        report.orphans.append(key)
+        return
+    if blobs.delete_if_unreferenced(key):
+        report.removed_orphans.append(key)
+        # An ingest may have reused the blob between the last look and the delete; then its
+        # row now has no blob, which a person must hear about.
+        if blobs.is_referenced(key) and not storage.exists(key):
+            report.missing[key] = ("a row committed while the blob was removed",)
+
+
+def _within_grace(age: timedelta, grace_seconds: int) -> bool:
+    # A grace of 0 means none at all, even for a clock a little ahead of ours.
+    return grace_seconds > 0 and age.total_seconds() < grace_seconds
+
+
+# --- temp files ----------------------------------------------------------------------------------
+
+
+def upload_temp_dir() -> str:
+    return settings.FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir()
+
+
+def upload_temp_prefix() -> str:
+    return getattr(settings, "PHR_UPLOAD_TEMP_PREFIX", DEFAULT_UPLOAD_TEMP_PREFIX)
+
+
+def _check_temp_files(folder: str, now, grace_seconds: int, fix: bool, report: Report) -> None:
+    """Only plain files with our prefix: the temp folder is shared with everything else."""
+    prefix = upload_temp_prefix()
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            modified = datetime.fromtimestamp(entry.stat().st_mtime, tz=now.tzinfo)
+        except FileNotFoundError:
+            continue
+        if _within_grace(now - modified, grace_seconds):
+            report.pending_temp.append(entry.path)
+        elif fix and _unlink(entry.path):
+            report.removed_temp.append(entry.path)
+        else:
+            report.stale_temp.append(entry.path)
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # someone else's file (sticky /tmp): reported, not ours to force
+    return True
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def render(report: Report, examples: int = 10) -> str:
+    """A short text for an operator: counts, up to `examples` keys each, what to do next."""
+    scope = f"owner {report.owner_id}" if report.owner_id is not None else "all owners"
+    lines = [
+        f"Vault check ({scope}): {report.blobs_seen} blobs, {report.rows_seen} rows; "
+        f"grace period {report.grace_seconds} s.",
+    ]
+
+    def section(title, items, advice=""):
+        lines.append(f"{title}: {len(items)}")
+        if items and advice:
+            lines.append(f"  {advice}")
+        lines.extend(f"  - {item}" for item in items[:examples])
+        if len(items) > examples:
+            lines.append(f"  … and {len(items) - examples} more")
+
+    section(
+        "Rows without a blob (missing)",
+        [f"{key} ({', '.join(rows)})" for key, rows in report.missing.items()],
+        "Data lost: restore these blobs from a backup, or delete the studies. Never fixed here.",
+    )
+    section(
+        "Checksum mismatches",
+        [mismatch.describe() for mismatch in report.mismatches],
+        "Stored bytes changed: restore them from a backup. Never fixed here.",
+    )
+    section(
+        "Unreadable blobs",
+        [f"{key}: {error}" for key, error in report.unreadable.items()],
+        "The blob exists but could not be read: check the storage, then run again.",
+    )
+    fix_hint = "" if report.fixed else "Run with --fix to remove them."
+    section("Orphan blobs past the grace period", report.orphans, fix_hint)
+    section("Orphan blobs pending, within grace (kept)", report.pending_orphans)
+    section("Stale temp files", report.stale_temp, fix_hint)
+    section("Temp files pending, within grace (kept)", report.pending_temp)
+    if report.fixed:
+        section("Removed orphan blobs", report.removed_orphans)
+        section("Removed temp files", report.removed_temp)
+    lines.append("OK." if report.ok else f"{report.problem_count} problem(s) remain.")
+    return "\n".join(lines)

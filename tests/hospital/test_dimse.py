@@ -1,0 +1,303 @@
+"""DIMSE push into a patient's Inbox, with dcmtk's real storescu and echoscu as the hospital.
+
+The listener runs inside the test process on a free loopback port; its association threads use
+their own database connections, hence transactional tests.
+"""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from django.core import mail
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.db.backends.signals import connection_created
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.fileset import FileSet
+
+from phr.hospital.dimse import DepositListener
+from phr.hospital.models import DicomNode
+from phr.vault.models import Instance, Source, Study
+from tests.hospital.conftest import make_code
+from tests.support.vaultdata import dicomdir_tree
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NODE_AE = "STMARYS_PACS"
+CT_SERIES = dicomdir_tree() / "77654033" / "CT2"  # 4 images of one study
+# How storescu and echoscu report each A-ASSOCIATE-RJ.
+UNKNOWN_CODE = "Reason: Called AE Title Not Recognized"
+UNKNOWN_NODE = "Reason: Calling AE Title Not Recognized"
+TRY_LATER = "Result: Rejected Transient"
+
+
+@pytest.fixture
+def listener():
+    listener = DepositListener()
+    _host, listener.port = listener.start("127.0.0.1", 0)
+    yield listener
+    listener.stop(grace=10)
+
+
+@pytest.fixture
+def node(hospital):
+    return DicomNode.objects.create(organisation=hospital, ae_title=NODE_AE, network="127.0.0.0/8")
+
+
+def settle(listener) -> None:
+    """Wait until every association has ended: the sender may exit before our last handler."""
+    for assoc in listener.server.active_associations:
+        assoc.join(30)
+
+
+def storescu(listener, code, *paths, aet=NODE_AE, options=()) -> subprocess.CompletedProcess:
+    command = ["storescu", "-aet", aet, "-aec", code, *options, "127.0.0.1", str(listener.port)]
+    done = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    settle(listener)
+    return done
+
+
+def echoscu(listener, code, aet=NODE_AE) -> subprocess.CompletedProcess:
+    command = ["echoscu", "-aet", aet, "-aec", code, "127.0.0.1", str(listener.port)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    settle(listener)
+    return done
+
+
+def cd_contents() -> tuple[set[str], set[str]]:
+    """(study UIDs, image UIDs) the CD's own DICOMDIRs list: an oracle independent of ours."""
+    tree = dicomdir_tree()
+    studies, images = set(), set()
+    for dicomdir in (tree / "DICOMDIR", tree / "TINY_ALPHA" / "DICOMDIR"):
+        file_set = FileSet(dicomdir)
+        studies.update(file_set.find_values("StudyInstanceUID"))
+        images.update(instance.SOPInstanceUID for instance in file_set)
+    return studies, images
+
+
+def test_storescu_sends_a_whole_cd_into_the_inbox(listener, patient, hospital, node, deposit):
+    _row, code = deposit
+
+    # +sd +r: every file of the CD folder. storescu itself leaves out the DICOMDIRs and the
+    # READMEs; -nh: it carries on past any image we refuse, as a PACS would.
+    done = storescu(listener, code, dicomdir_tree(), options=["+sd", "+r", "-nh"])
+
+    assert done.returncode == 0, done.stderr
+    study_uids, image_uids = cd_contents()
+    studies = Study.objects.filter(owner=patient)
+    assert {study.study_instance_uid for study in studies} == study_uids
+    stored = Instance.objects.filter(owner=patient)
+    assert {instance.sop_instance_uid for instance in stored} == image_uids
+    assert all(study.inbox for study in studies)
+    assert {study.deposited_by for study in studies} == {hospital}
+    assert {study.source for study in studies} == {Source.HOSPITAL}
+    for instance in stored:
+        assert default_storage.exists(instance.storage_key)
+    # One association, one email, however many images it brought.
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == [patient.email]
+    assert "St Mary's Hospital" in mail.outbox[0].subject
+
+
+def test_the_code_may_be_typed_with_dashes(listener, patient, node, deposit):
+    _row, code = deposit
+    typed = f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+    done = storescu(listener, typed, CT_SERIES, options=["+sd"])
+
+    assert done.returncode == 0, done.stderr
+    assert Instance.objects.filter(owner=patient).count() == 4
+
+
+def test_resending_stores_nothing_new(listener, patient, node, deposit):
+    _row, code = deposit
+    assert storescu(listener, code, CT_SERIES, options=["+sd"]).returncode == 0
+    before = (Instance.objects.filter(owner=patient).count(), Study.objects.count())
+    mail.outbox.clear()
+
+    again = storescu(listener, code, CT_SERIES, options=["+sd"])
+
+    assert again.returncode == 0, again.stderr  # duplicates are a success for the sender
+    assert (Instance.objects.filter(owner=patient).count(), Study.objects.count()) == before
+    assert mail.outbox == []
+
+
+def test_compressed_images_are_kept_as_sent(listener, patient, node, deposit):
+    _row, code = deposit
+    original = dcmread(get_testdata_file("JPEG2000.dcm"))
+
+    # -xw: propose JPEG 2000 (lossy or lossless) as well as the uncompressed syntaxes.
+    done = storescu(listener, code, get_testdata_file("JPEG2000.dcm"), options=["-xw"])
+
+    assert done.returncode == 0, done.stderr
+    instance = Instance.objects.get(owner=patient)
+    with default_storage.open(instance.storage_key) as stored:
+        kept = dcmread(stored)
+    assert kept.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert kept.PixelData == original.PixelData
+
+
+def test_an_image_we_cannot_index_fails_alone(listener, patient, node, deposit, tmp_path):
+    _row, code = deposit
+    nameless = dcmread(get_testdata_file("MR_small.dcm"))
+    del nameless.StudyInstanceUID  # nothing to file it under
+    nameless.save_as(tmp_path / "nameless.dcm")
+    good = get_testdata_file("CT_small.dcm")
+
+    done = storescu(listener, code, tmp_path / "nameless.dcm", good, options=["-nh", "-v"])
+
+    assert "Received Store Response (Error: CannotUnderstand)" in done.stderr, done.stderr
+    assert [i.sop_instance_uid for i in Instance.objects.filter(owner=patient)] == [
+        dcmread(good).SOPInstanceUID
+    ]
+    assert len(mail.outbox) == 1
+
+
+def test_echoscu_is_answered(listener, node, deposit):
+    _row, code = deposit
+    done = echoscu(listener, code)
+    assert done.returncode == 0, done.stderr
+    assert mail.outbox == []
+
+
+def test_an_unknown_called_ae_title_is_rejected(listener, patient, node, deposit):
+    done = storescu(listener, "ABCDEFGHJKMNP", CT_SERIES, options=["+sd"])
+
+    assert done.returncode != 0
+    assert UNKNOWN_CODE in done.stderr
+    assert not Instance.objects.exists()
+    assert mail.outbox == []
+
+
+def test_wrong_codes_count_against_the_rate_limit(listener, settings, node, deposit):
+    settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = 2
+    _row, code = deposit
+    for guess in ("ABCDEFGHJKMNP", "BCDEFGHJKMNPQ"):
+        assert echoscu(listener, guess).returncode != 0
+
+    # The right code now waits too: this address has used up its guesses.
+    done = echoscu(listener, code)
+
+    assert done.returncode != 0
+    assert TRY_LATER in done.stderr
+
+
+def test_unknown_nodes_never_get_to_guess_codes(listener, settings, node, deposit):
+    settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = 1
+    _row, code = deposit
+    for guess in ("ABCDEFGHJKMNP", "BCDEFGHJKMNPQ"):
+        assert UNKNOWN_NODE in echoscu(listener, guess, aet="SOMEONE_ELSE").stderr
+
+    # Refused before the code was looked at: nothing counted against this address.
+    assert echoscu(listener, code).returncode == 0
+
+
+def test_an_unregistered_calling_ae_title_is_rejected(listener, patient, node, deposit):
+    _row, code = deposit
+    done = storescu(listener, code, CT_SERIES, aet="SOMEONE_ELSE", options=["+sd"])
+
+    assert done.returncode != 0
+    assert UNKNOWN_NODE in done.stderr
+    assert not Instance.objects.exists()
+
+
+def test_a_registered_node_calling_from_another_network_is_rejected(
+    listener, patient, hospital, deposit
+):
+    DicomNode.objects.create(organisation=hospital, ae_title=NODE_AE, network="10.9.9.0/24")
+    _row, code = deposit
+
+    done = storescu(listener, code, CT_SERIES, options=["+sd"])
+
+    assert done.returncode != 0
+    assert UNKNOWN_NODE in done.stderr
+    assert not Instance.objects.exists()
+
+
+def test_a_node_of_an_inactive_organisation_is_rejected(listener, patient, hospital, node, deposit):
+    hospital.is_active = False
+    hospital.save()
+    _row, code = deposit
+
+    done = echoscu(listener, code)
+
+    assert done.returncode != 0
+    assert UNKNOWN_NODE in done.stderr
+
+
+def test_a_code_for_another_organisation_is_rejected(listener, patient, node, other_hospital):
+    _row, code = make_code(patient, organisation=other_hospital)
+
+    done = storescu(listener, code, CT_SERIES, options=["+sd"])
+
+    assert done.returncode != 0
+    assert UNKNOWN_CODE in done.stderr
+    assert not Instance.objects.exists()
+    assert mail.outbox == []
+
+
+def test_association_threads_close_their_database_connections(listener, node, deposit):
+    _row, code = deposit
+    opened = []
+
+    def record(sender, connection, **kwargs):
+        if threading.current_thread().name.startswith("AcceptorThread"):
+            opened.append(connection)
+
+    connection_created.connect(record)
+    try:
+        assert echoscu(listener, code).returncode == 0
+        assert storescu(listener, code, CT_SERIES, options=["+sd"]).returncode == 0
+        assert echoscu(listener, "ABCDEFGHJKMNP").returncode != 0
+    finally:
+        connection_created.disconnect(record)
+
+    assert len(opened) == 3  # one per association, kept for all of its images
+    assert all(connection.connection is None for connection in opened)
+
+
+def test_the_command_serves_until_sigterm(node, deposit):
+    _row, code = deposit
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    echoed = []
+
+    def hospital_then_operator():
+        command = ["echoscu", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # refused until the listener is up
+            done = subprocess.run(command, capture_output=True, timeout=60)
+            if done.returncode == 0:
+                echoed.append(done.returncode)
+                break
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=hospital_then_operator, daemon=True).start()
+    out = io.StringIO()
+    call_command("dicom_listener", "--host", "127.0.0.1", "--port", str(port), stdout=out)
+
+    assert echoed == [0]
+    assert f"DICOM listener on 127.0.0.1:{port}" in out.getvalue()
+    assert out.getvalue().rstrip().endswith("DICOM listener stopped.")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_deposit_codes_never_reach_the_logs(listener, patient, node, deposit, caplog):
+    """A code is a key to a patient's Inbox: neither our log lines nor pynetdicom's may carry
+    it, for an accepted association or a refused guess."""
+    _row, code = deposit
+    with caplog.at_level("DEBUG"):
+        assert storescu(listener, code, CT_SERIES, options=["+sd"]).returncode == 0
+        storescu(listener, "ABCDEFGHJKMNP", CT_SERIES, options=["+sd"])
+    assert "DICOM association" in caplog.text
+    assert code not in caplog.text
+    assert "ABCDEFGHJKMNP" not in caplog.text
