@@ -243,3 +243,58 @@ def clone_login(browser: Browser) -> Browser:
     other = Browser(browser.port)
     other.cookies = dict(browser.cookies)
     return other
+
+
+@contextmanager
+def profiled(pid: int, label: str, top: int = 25):
+    """Sample gunicorn (master and workers) with py-spy while the block runs, then print where
+    the workers spent their time: the functions on the most samples, inclusive and own."""
+    out = Path(tempfile.mkdtemp(prefix="phr-bench-prof-")) / f"{label}.txt"
+    spy = subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}"},
+    )
+    time.sleep(1)  # let it attach before the work starts
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        print_profile(out, label, top)
+
+
+def print_profile(path: Path, label: str, top: int) -> None:
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        # Samples of idle workers waiting in accept/select say nothing about the work.
+        if not count.isdigit() or any("sleep" in f or "select (" in f for f in frames[-2:]):
+            continue
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    print(f"[{label}] profile: {total} busy samples")
+    for title, table in (("inclusive", inclusive), ("own", own)):
+        print(f"  top {top} by {title} time:")
+        for frame, samples in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {100 * samples / max(total, 1):5.1f}%  {frame[:150]}")

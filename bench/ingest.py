@@ -7,6 +7,7 @@ Reference (issue #3): Orthanc 1.10 ingests this study at 238-249 instances/s (ab
 on this machine over its REST API with 2 clients. Target: >= 300 instances/s embedded.
 
     .venv/bin/python bench/ingest.py [--backend embedded|prod|both] [--clients 4] [--big]
+                                     [--profile]
 """
 
 import argparse
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,6 +26,7 @@ from common import (
     demo_login,
     gunicorn,
     peak_rss_mb,
+    profiled,
     synthesize_ct,
     worker_pids,
 )
@@ -31,7 +34,7 @@ from common import (
 ORTHANC_INSTANCES_PER_S = 243.5  # middle of the 238-249 range quoted in the issue
 
 
-def run(kind: str, files: list[Path], clients: int, workers: int) -> None:
+def run(kind: str, files: list[Path], clients: int, workers: int, profile: bool = False) -> None:
     total_mb = sum(path.stat().st_size for path in files) / 1e6
     with backend(kind) as env, gunicorn(env, workers=workers) as (port, process):
         first = demo_login(port, env)
@@ -41,10 +44,12 @@ def run(kind: str, files: list[Path], clients: int, workers: int) -> None:
         def upload_all(index):
             return [sessions[index].upload(path) for path in chunks[index]]
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            results = [r for batch in pool.map(upload_all, range(clients)) for r in batch]
-        elapsed = time.perf_counter() - started
+        watch = profiled(process.pid, f"{kind} upload") if profile else nullcontext()
+        with watch:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                results = [r for batch in pool.map(upload_all, range(clients)) for r in batch]
+            elapsed = time.perf_counter() - started
         outcomes = {}
         for result in results:
             outcome = (
@@ -132,6 +137,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument(
+        "--profile", action="store_true", help="sample the workers with py-spy (slows them down)"
+    )
+    parser.add_argument(
         "--big", action="store_true", help="also upload a ~1 GB file and report worker memory"
     )
     args = parser.parse_args()
@@ -141,7 +149,7 @@ def main() -> None:
     files = synthesize_ct(folder, slices=args.slices)
     print(f"synthesised {len(files)} slices in {time.perf_counter() - started:.1f} s")
     for kind in ["embedded", "prod"] if args.backend == "both" else [args.backend]:
-        run(kind, files, args.clients, args.workers)
+        run(kind, files, args.clients, args.workers, args.profile)
     if args.big:
         big_file_memory(args.workers)
 
