@@ -1,11 +1,13 @@
 """Step 6 of ingest: file one DICOM header into the Study > Series > Instance index.
 
-Called inside the ingest's transaction. Counters are bumped with F() expressions so that
-parallel uploads into the same study never lose a count.
+Opens its own transaction. Counters are bumped with F() expressions so that parallel uploads
+into the same study never lose a count.
 """
 
 import math
+import threading
 
+from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 
 from phr.vault.dicomfile import DicomHeader
@@ -15,6 +17,137 @@ from phr.vault.models import Instance, Series, Study
 def index_instance(
     owner, header: DicomHeader, sha256, size, key, source, is_conflict, delivery=None
 ) -> tuple[Instance, bool]:
+    """File one instance; returns it (with .series.study set) and whether its study is new."""
+    inbox = delivery is not None
+    remembered = _recent_series.get(owner.pk, header, inbox)
+    if remembered is not None:
+        study, series = remembered
+        try:
+            with transaction.atomic():
+                instance = _add_to_known_series(owner, study, series, header, inbox, size)
+                _fill_instance(instance, header, sha256, size, key, is_conflict)
+                return instance, False
+        except _SeriesMoved:
+            _recent_series.forget(owner.pk, header, inbox)
+
+    with transaction.atomic():
+        study, study_created, series, series_created = _find_or_create(
+            owner, header, source, delivery
+        )
+        instance = Instance(series=series, owner=owner)
+        _fill_instance(instance, header, sha256, size, key, is_conflict)
+        Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
+        changes = {
+            "num_instances": F("num_instances") + 1,
+            "num_series": F("num_series") + int(series_created),
+            "total_bytes": F("total_bytes") + size,
+        }
+        if series_created:
+            # Words are merged from the row locked above, so parallel uploads of two series
+            # can't overwrite each other's modality. A series has one modality and body part,
+            # so only its first instance can bring a new word.
+            changes["modalities"] = _merged_words(study.modalities, header.modality)
+            changes["body_parts"] = _merged_words(study.body_parts, header.body_part_examined)
+        Study.objects.filter(pk=study.pk).update(**changes)
+    _recent_series.remember(owner.pk, header, inbox, study, series)
+    return instance, study_created
+
+
+class _SeriesMoved(Exception):
+    """A remembered series was deleted, moved or accepted out of the Inbox meanwhile."""
+
+
+class _RecentSeries:
+    """The series each worker thread filed into last, so that the next images of a CD (which
+    arrive one request at a time, hundreds per series) skip the study and series lookups.
+
+    Only ids and the rows as first read are kept. Every use re-checks in the database that the
+    study still belongs to the owner, on the same side of the Inbox, and that the series is
+    still in it (see _add_to_known_series), so a stale entry costs one retry, never a wrong
+    filing. Per thread, because the DICOM listener files one association per thread.
+    """
+
+    LIMIT = 64
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def _entries(self) -> dict:
+        if not hasattr(self._local, "entries"):
+            self._local.entries = {}
+        return self._local.entries
+
+    @staticmethod
+    def _key(owner_id, header, inbox):
+        return (owner_id, header.study_instance_uid, inbox, header.series_instance_uid)
+
+    def get(self, owner_id, header, inbox):
+        return self._entries().get(self._key(owner_id, header, inbox))
+
+    def remember(self, owner_id, header, inbox, study, series) -> None:
+        entries = self._entries()
+        if len(entries) >= self.LIMIT:
+            del entries[next(iter(entries))]  # the oldest
+        entries[self._key(owner_id, header, inbox)] = (study, series)
+
+    def forget(self, owner_id, header, inbox) -> None:
+        self._entries().pop(self._key(owner_id, header, inbox), None)
+
+    def clear(self) -> None:
+        self._entries().clear()
+
+
+_recent_series = _RecentSeries()
+
+
+def _add_to_known_series(owner, study, series, header, inbox, size) -> Instance:
+    """Count one more instance into a remembered series. The guarded updates double as the
+    check that the rows are still what we remember, and lock them until commit."""
+    if not _count_one_more(study.pk, series.pk, owner.pk, inbox, size):
+        raise _SeriesMoved  # rolls back whatever was updated
+    study.owner = owner
+    series.study = study
+    return Instance(series=series, owner=owner)
+
+
+# Raw SQL for the two statements every image runs, measured: the ORM spends about 0.5 ms
+# compiling each one, ten times what the database needs to run it.
+_COUNT_INTO_STUDY = (
+    "UPDATE vault_study SET num_instances = num_instances + 1, total_bytes = total_bytes + %s "
+    "WHERE id = %s AND owner_id = %s AND inbox = %s"
+)
+_COUNT_INTO_SERIES = (
+    "UPDATE vault_series SET num_instances = num_instances + 1 WHERE id = %s AND study_id = %s"
+)
+
+
+def _count_one_more(study_id, series_id, owner_id, inbox: bool, size: int) -> bool:
+    study_id, series_id = _db_uuid(study_id), _db_uuid(series_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_INTO_STUDY, [size, study_id, owner_id, inbox])
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(_COUNT_INTO_SERIES, [series_id, study_id])
+        return cursor.rowcount == 1
+
+
+def stored_hashes(owner_id, sop_instance_uid: str) -> dict[str, object]:
+    """{sha256: instance id} of the owner's instances with this SOP Instance UID (the dedup
+    check before anything is stored; raw for the same reason as above)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sha256, id FROM vault_instance WHERE owner_id = %s AND sop_instance_uid = %s",
+            [owner_id, sop_instance_uid],
+        )
+        return dict(cursor.fetchall())
+
+
+def _db_uuid(value):
+    """A UUID as this database stores it (32 hex digits on SQLite, native on PostgreSQL)."""
+    return Study._meta.pk.get_db_prep_value(value, connection)
+
+
+def _find_or_create(owner, header, source, delivery):
     defaults = _study_fields(header, source)
     if delivery is not None:
         defaults |= {
@@ -34,34 +167,26 @@ def index_instance(
     series, series_created = Series.objects.get_or_create(
         study=study, series_instance_uid=header.series_instance_uid, defaults=_series_fields(header)
     )
-    instance = Instance.objects.create(
-        series=series,
-        owner=owner,
-        sop_instance_uid=header.sop_instance_uid,
-        sop_class_uid=header.sop_class_uid or "",
-        transfer_syntax_uid=header.transfer_syntax_uid or "",
-        instance_number=header.instance_number,
-        number_of_frames=max(1, header.number_of_frames or 1),
-        rows=header.rows,
-        columns=header.columns,
-        slice_position=slice_position(header),
-        display=_display_fields(header),
-        size=size,
-        sha256=sha256,
-        storage_key=key,
-        is_conflict=is_conflict,
-    )
-    Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
-    Study.objects.filter(pk=study.pk).update(
-        num_instances=F("num_instances") + 1,
-        num_series=F("num_series") + int(series_created),
-        total_bytes=F("total_bytes") + size,
-        modalities=_merged_words(study.modalities, header.modality),
-        body_parts=_merged_words(study.body_parts, header.body_part_examined),
-    )
-    instance.series = series
     series.study = study
-    return instance, study_created
+    return study, study_created, series, series_created
+
+
+def _fill_instance(instance, header, sha256, size, key, is_conflict) -> None:
+    """Fill in and insert the Instance row."""
+    instance.sop_instance_uid = header.sop_instance_uid
+    instance.sop_class_uid = header.sop_class_uid or ""
+    instance.transfer_syntax_uid = header.transfer_syntax_uid or ""
+    instance.instance_number = header.instance_number
+    instance.number_of_frames = max(1, header.number_of_frames or 1)
+    instance.rows = header.rows
+    instance.columns = header.columns
+    instance.slice_position = slice_position(header)
+    instance.display = _display_fields(header)
+    instance.size = size
+    instance.sha256 = sha256
+    instance.storage_key = key
+    instance.is_conflict = is_conflict
+    instance.save(force_insert=True)
 
 
 def _text(value, limit=200) -> str:

@@ -7,7 +7,7 @@ The pipeline, one small step each:
   3. normalise: zero the 128-byte preamble in place, hash the stored bytes;
   4. dedup: same SOP Instance UID and same hash is "already in your vault";
   5. store the blob under a key derived from owner + hash;
-  6. index Study/Series/Instance in one transaction;
+  6. index Study/Series/Instance in one transaction (phr.vault.indexing);
   7. on any failure after 5, remove the blob unless a row references it.
 """
 
@@ -20,7 +20,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from phr.vault import blobs
 from phr.vault.dicomfile import (
@@ -29,7 +29,7 @@ from phr.vault.dicomfile import (
     sniff_kind,
     zero_preamble_and_hash,
 )
-from phr.vault.indexing import index_instance
+from phr.vault.indexing import index_instance, stored_hashes
 from phr.vault.models import Document, Instance, Source, Study
 from phr.vault.patient_label import label_mismatch_warning
 from phr.vault.safezip import RejectedArchive, ZipLimits, open_cd_zip
@@ -196,8 +196,7 @@ def _ingest_dicom(owner, fileobj, filename, size, source, delivery) -> IngestRes
         )
 
     sha256, size = zero_preamble_and_hash(fileobj)
-    same_uid = Instance.objects.filter(owner=owner, sop_instance_uid=header.sop_instance_uid)
-    hashes_with_same_uid = {digest: pk for pk, digest in same_uid.values_list("pk", "sha256")}
+    hashes_with_same_uid = stored_hashes(owner.pk, header.sop_instance_uid)
     if sha256 in hashes_with_same_uid:
         return _duplicate(
             filename,
@@ -207,14 +206,19 @@ def _ingest_dicom(owner, fileobj, filename, size, source, delivery) -> IngestRes
 
     key, wrote = _store_blob(blobs.instance_key(owner.pk, sha256), fileobj, size)
     try:
-        with transaction.atomic():
-            instance, study_created = index_instance(
-                owner, header, sha256, size, key, source, is_conflict, delivery
-            )
+        instance, study_created = index_instance(
+            owner, header, sha256, size, key, source, is_conflict, delivery
+        )
     except IntegrityError:
         # Another upload of the very same file won the race: report it as already stored.
         _forget_blob(key, wrote)
-        existing = same_uid.filter(sha256=sha256).select_related("series__study").first()
+        existing = (
+            Instance.objects.filter(
+                owner=owner, sop_instance_uid=header.sop_instance_uid, sha256=sha256
+            )
+            .select_related("series__study")
+            .first()
+        )
         if existing:
             return _duplicate(filename, existing)
         raise IngestFailure("the index refused the new rows") from None
