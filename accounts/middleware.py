@@ -5,7 +5,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.shortcuts import redirect
-from django.urls import Resolver404, resolve
 
 LOGIN_TIME_SESSION_KEY = "phr_login_time"
 REFRESHED_AT_SESSION_KEY = "phr_refreshed_at"
@@ -85,24 +84,25 @@ def has_totp(request) -> bool:
 class RequireTOTPMiddleware:
     """Send a signed-in patient who has not set up an authenticator app to do that first.
 
-    allauth makes MFA available but never mandatory; health records need it mandatory.
+    allauth makes MFA available but never mandatory; health records need it mandatory. The
+    check runs once the URL is resolved (process_view), so it reads the page's name from the
+    resolver's answer instead of resolving the path a second time.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
         user = request.user
         if user.is_authenticated and not self._is_exempt(request) and not has_totp(request):
             return redirect("mfa_activate_totp")
-        return self.get_response(request)
+        return None
 
     @staticmethod
     def _is_exempt(request) -> bool:
         if request.path_info.startswith(settings.STATIC_URL):
             return True
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return False
-        return match.url_name in TOTP_EXEMPT_URL_NAMES
+        return request.resolver_match.url_name in TOTP_EXEMPT_URL_NAMES

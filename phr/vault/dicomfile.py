@@ -19,7 +19,15 @@ from typing import BinaryIO
 from pydicom.datadict import dictionary_VR
 from pydicom.filereader import read_dataset
 
-from phr.vault.dicomheader import INDEXED, REQUIRED, WANTED_TAGS, DicomHeader, as_uid, dataset_value
+from phr.vault.dicomheader import (
+    INDEXED_BY_TAG,
+    REQUIRED,
+    WANTED_TAGS,
+    DicomHeader,
+    as_uid,
+    dataset_value,
+    indexed_value,
+)
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 IMPLICIT_LE_TS = "1.2.840.10008.1.2"
@@ -364,7 +372,10 @@ def _inflate(fp, start, size, out, limit) -> int:
 
 
 def _build_header(meta, dataset, transfer_syntax, has_pixel_data) -> DicomHeader:
-    found = {name: convert(dataset_value(dataset, kw)) for name, (kw, convert) in INDEXED.items()}
+    found = {
+        name: convert(indexed_value(dataset, tag, keyword, vr))
+        for name, (tag, keyword, vr, convert) in INDEXED_BY_TAG.items()
+    }
     media_class = as_uid(dataset_value(meta, "MediaStorageSOPClassUID"))
     found["number_of_frames"] = max(found["number_of_frames"] or 1, 1)
     found["sop_class_uid"] = found["sop_class_uid"] or media_class

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, time
 from typing import Annotated, Any, get_type_hints
 
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.valuerep import DA, TM
@@ -32,6 +34,33 @@ def dataset_value(dataset, keyword) -> Any:
         return dataset.get(keyword)
     except Exception:  # a malformed value must not cost the patient the whole file
         return None
+
+
+# Value representations whose bytes are plain ASCII whatever the file's character set.
+_ASCII_VRS = frozenset({"AS", "CS", "DA", "DS", "IS", "TM", "UI"})
+
+
+def indexed_value(dataset, tag, keyword, dictionary_vr) -> Any:
+    """Like dataset_value, but reads ASCII and US values straight from the raw bytes.
+
+    pydicom's general conversion costs ~15 us per element and a header has ~30 indexed ones,
+    once per uploaded image; these VRs need no character set, so a decode and a split do.
+    Text that may use the file's character set (names, descriptions) still goes through
+    pydicom. Returns a str, a list of str for several values, or an int for US.
+    """
+    raw = dataset.get_item(tag)
+    if raw is None or not isinstance(raw, RawDataElement):
+        return dataset_value(dataset, keyword)  # absent, or already converted
+    vr = raw.VR or dictionary_vr  # implicit VR files carry no VR
+    value = raw.value
+    if value is None or not isinstance(value, bytes):
+        return dataset_value(dataset, keyword)  # deferred or unusual: let pydicom decide
+    if vr in _ASCII_VRS:
+        parts = value.decode("ascii", "replace").rstrip("\x00 ").split("\\")
+        return parts[0] if len(parts) == 1 else parts
+    if vr == "US" and len(value) >= 2:
+        return int.from_bytes(value[:2], "little" if raw.is_little_endian else "big")
+    return dataset_value(dataset, keyword)
 
 
 def _first(value):
@@ -160,4 +189,9 @@ INDEXED = {  # field name -> (DICOM keyword, converter)
     if hasattr(hint, "__metadata__")
 }
 WANTED_TAGS = [Tag(keyword) for keyword, _ in INDEXED.values()]
+# field name -> (tag, keyword, dictionary VR, converter), for indexed_value
+INDEXED_BY_TAG = {
+    name: (Tag(keyword), keyword, dictionary_VR(keyword), convert)
+    for name, (keyword, convert) in INDEXED.items()
+}
 REQUIRED = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")

@@ -105,6 +105,37 @@ def test_reads_real_files_in_every_encoding_like_pydicom_does(name):
     assert header.has_pixel_data == ("PixelData" in pydicom.dcmread(path))
 
 
+def pydicom_test_files():
+    folder = hostile.testdata("CT_small.dcm").parent
+    return sorted(path for path in folder.rglob("*") if path.is_file() and sniff_dicom(path))
+
+
+def sniff_dicom(path) -> bool:
+    with open(path, "rb") as fileobj:
+        return sniff_kind(fileobj) == "dicom"
+
+
+@pytest.mark.filterwarnings("ignore")  # pydicom's, about the oddities in its own test files
+def test_raw_value_reading_agrees_with_pydicom_on_every_test_file(monkeypatch):
+    """indexed_value decodes ASCII and US values itself, for speed: on each of pydicom's test
+    files it must index exactly what pydicom's own conversion gives."""
+    compared = 0
+    for path in pydicom_test_files():
+        try:
+            fast = header_of(path)
+        except RejectedFile:
+            continue
+        with monkeypatch.context() as patched:
+            patched.setattr(
+                dicomfile,
+                "indexed_value",
+                lambda dataset, tag, keyword, vr: dicomfile.dataset_value(dataset, keyword),
+            )
+            assert header_of(path) == fast, path.name
+        compared += 1
+    assert compared > 50
+
+
 def test_recognises_the_cds_dicomdir_index():
     header = header_of(hostile.cd_tree() / "DICOMDIR")
 
