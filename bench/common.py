@@ -152,6 +152,16 @@ def worker_pids(master_pid: int) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -246,7 +256,7 @@ def clone_login(browser: Browser) -> Browser:
 
 
 @contextmanager
-def profiled(pid: int, label: str, top: int = 25):
+def profiled(pid: int, label: str, top: int = 40):
     """Sample gunicorn (master and workers) with py-spy while the block runs, then print where
     the workers spent their time: the functions on the most samples, inclusive and own."""
     out = Path(tempfile.mkdtemp(prefix="phr-bench-prof-")) / f"{label}.txt"

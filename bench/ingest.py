@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     backend,
     clone_login,
+    cpu_seconds,
     demo_login,
     gunicorn,
     peak_rss_mb,
@@ -45,11 +46,15 @@ def run(kind: str, files: list[Path], clients: int, workers: int, profile: bool 
             return [sessions[index].upload(path) for path in chunks[index]]
 
         watch = profiled(process.pid, f"{kind} upload") if profile else nullcontext()
+        workers_cpu = cpu_seconds(worker_pids(process.pid))
+        client_cpu = time.process_time()
         with watch:
             started = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
                 results = [r for batch in pool.map(upload_all, range(clients)) for r in batch]
             elapsed = time.perf_counter() - started
+        workers_cpu = cpu_seconds(worker_pids(process.pid)) - workers_cpu
+        client_cpu = time.process_time() - client_cpu
         outcomes = {}
         for result in results:
             outcome = (
@@ -63,6 +68,11 @@ def run(kind: str, files: list[Path], clients: int, workers: int, profile: bool 
             f"{workers} workers: {elapsed:.2f} s -> {rate:.0f} instances/s, "
             f"{total_mb / elapsed:.0f} MB/s ({rate / orthanc:.2f}x Orthanc's {orthanc:.0f}/s); "
             f"{outcomes}"
+        )
+        print(
+            f"[{kind}] CPU per instance: server workers {1000 * workers_cpu / len(files):.1f} ms, "
+            f"this client {1000 * client_cpu / len(files):.1f} ms (2 cores: 300/s leaves 6.7 ms "
+            f"for both)"
         )
 
         started = time.perf_counter()

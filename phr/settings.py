@@ -233,7 +233,8 @@ FILE_UPLOAD_TEMP_DIR = envstr("PHR_UPLOAD_TEMP_DIR") or None
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
+    # allauth's, with the per-request user lookup in SQL (accounts/backends.py).
+    "accounts.backends.AuthenticationBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -250,6 +251,8 @@ LOGIN_REDIRECT_URL = "vault:home"
 # Idle timeout: the cookie and the server-side session both end an hour after the last request.
 # accounts.middleware.SlidingSessionMiddleware refreshes the expiry at most once a minute, rather
 # than writing the session on every request (a write per upload would serialise uploads).
+# Django's database sessions, with the per-request read in SQL (accounts/sessions.py).
+SESSION_ENGINE = "accounts.sessions"
 SESSION_COOKIE_AGE = envint("PHR_SESSION_IDLE_SECONDS", 3600)
 SESSION_REFRESH_SECONDS = 60
 # Absolute limit, enforced by accounts.middleware.AbsoluteSessionLifetimeMiddleware.

@@ -48,13 +48,15 @@ def indexed_value(dataset, tag, keyword, dictionary_vr) -> Any:
     Text that may use the file's character set (names, descriptions) still goes through
     pydicom. Returns a str, a list of str for several values, or an int for US.
     """
-    raw = dataset.get_item(tag)
-    if raw is None or not isinstance(raw, RawDataElement):
-        return dataset_value(dataset, keyword)  # absent, or already converted
-    vr = raw.VR or dictionary_vr  # implicit VR files carry no VR
+    raw = dataset.get_item(tag, keep_deferred=True)
+    if raw is None:
+        return None
+    if not isinstance(raw, RawDataElement):
+        return dataset_value(dataset, keyword)  # already converted
     value = raw.value
-    if value is None or not isinstance(value, bytes):
-        return dataset_value(dataset, keyword)  # deferred or unusual: let pydicom decide
+    if value is None:
+        return None  # longer than any indexed value can be: left unread (DEFER_SIZE)
+    vr = raw.VR or dictionary_vr  # implicit VR files carry no VR
     if vr in _ASCII_VRS:
         parts = value.decode("ascii", "replace").rstrip("\x00 ").split("\\")
         return parts[0] if len(parts) == 1 else parts

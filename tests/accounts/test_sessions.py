@@ -58,3 +58,28 @@ def test_turning_mfa_off_asks_for_recent_reauthentication(patient_client):
     assert response.url.startswith(reverse("account_reauthenticate")) or response.url.startswith(
         reverse("mfa_reauthenticate")
     )
+
+
+def test_a_session_still_inside_its_idle_limit_keeps_working(patient_client):
+    key = patient_client.session.session_key
+    Session.objects.filter(session_key=key).update(
+        expire_date=timezone.now() + timedelta(seconds=30)
+    )
+    assert patient_client.get(reverse("vault:home")).status_code == 200
+
+
+def test_an_unknown_or_malformed_session_cookie_is_nobody(patient_client):
+    for forged in ("x" * 32, "not a session key!"):
+        patient_client.cookies[settings.SESSION_COOKIE_NAME] = forged
+        response = patient_client.get(reverse("vault:home"))
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("account_login"))
+
+
+def test_a_deactivated_patient_is_signed_out_at_the_next_request(patient_client, patient):
+    assert patient_client.get(reverse("vault:home")).status_code == 200
+    patient.is_active = False
+    patient.save(update_fields=["is_active"])
+    response = patient_client.get(reverse("vault:home"))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("account_login"))
