@@ -41,6 +41,15 @@ def run(kind: str, files: list[Path], clients: int, workers: int, profile: bool 
         first = demo_login(port, env)
         sessions = [first] + [clone_login(first) for _ in range(clients - 1)]
         chunks = [files[i::clients] for i in range(clients)]
+        # Like a server in service (and Orthanc in the reference figure), measure warm workers:
+        # a few small uploads of another study first, so that each worker has run the code once.
+        warmup = synthesize_ct(files[0].parent.parent / "warmup", slices=4 * workers, size=64)
+        with ThreadPoolExecutor(clients) as pool:
+            list(
+                pool.map(
+                    lambda i: [sessions[i].upload(p) for p in warmup[i::clients]], range(clients)
+                )
+            )
 
         def upload_all(index):
             return [sessions[index].upload(path) for path in chunks[index]]
