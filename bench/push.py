@@ -8,7 +8,7 @@ Reference (issue #6), on this machine: STOW-RS target >= 190 instances/s, Orthan
 121-134/s. C-STORE target >= 130 instances/s out of the box; Orthanc does 18/s with its
 defaults (Nagle's algorithm on its sockets) and 129/s with TCP_NODELAY.
 
-    .venv/bin/python bench/push.py [--backend embedded|prod|both] [--stow-clients 1]
+    .venv/bin/python bench/push.py [--backend embedded|prod|both] [--stow-clients 1] [--profile]
 """
 
 import argparse
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,6 +34,7 @@ from common import (
     free_port,
     gunicorn,
     manage,
+    profiled,
     synthesize_ct,
 )
 
@@ -122,28 +124,31 @@ def dicom_listener(env: dict, code: str) -> tuple[int, subprocess.Popen]:
     raise RuntimeError("dicom_listener did not start")
 
 
-def cstore(env: dict, code: str, folder: Path) -> float:
+def cstore(env: dict, code: str, folder: Path, profile: bool) -> float:
     port, process = dicom_listener(env, code)
     try:
         command = ["storescu", "+sd", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
-        started = time.perf_counter()
-        subprocess.run([*command, str(folder)], check=True)
-        return time.perf_counter() - started
+        with profiled(process.pid, "C-STORE listener") if profile else nullcontext():
+            started = time.perf_counter()
+            subprocess.run([*command, str(folder)], check=True)
+            elapsed = time.perf_counter() - started
+        return elapsed
     finally:
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
 
 
-def run(kind: str, folder: Path, files: list[Path], stow_clients: int) -> None:
+def run(kind: str, folder: Path, files: list[Path], stow_clients: int, profile: bool) -> None:
     with backend(kind) as env:
         # The patient's emails go nowhere: this measures the push, not a mail server.
         env = {**env, "PHR_EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
-        with gunicorn(env) as (port, _process):
+        with gunicorn(env) as (port, server):
             ids = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-            elapsed = stow(port, ids["stow"], ids["token"], files, stow_clients)
+            with profiled(server.pid, "STOW-RS server") if profile else nullcontext():
+                elapsed = stow(port, ids["stow"], ids["token"], files, stow_clients)
             method = f"STOW-RS, batches of {BATCH}, {stow_clients} client(s)"
             report(kind, method, files, elapsed, STOW_TARGET, STOW_ORTHANC)
-        elapsed = cstore(env, ids["dimse"], folder)
+        elapsed = cstore(env, ids["dimse"], folder, profile)
         report(
             kind, "C-STORE, storescu, 1 association", files, elapsed, CSTORE_TARGET, CSTORE_ORTHANC
         )
@@ -158,6 +163,9 @@ def main() -> None:
     parser.add_argument(
         "--stow-clients", type=int, default=1, help="STOW-RS requests (batches) sent at once"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the servers with py-spy (slows them down)"
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-"))
@@ -166,7 +174,7 @@ def main() -> None:
     print(f"synthesised {len(files)} slices in {time.perf_counter() - started:.1f} s")
     try:
         for kind in ["embedded", "prod"] if args.backend == "both" else [args.backend]:
-            run(kind, folder, files, args.stow_clients)
+            run(kind, folder, files, args.stow_clients, args.profile)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """Reading a STOW-RS request body (`multipart/related`, RFC 2046) part by part, in bounded memory.
 
 A hospital may send a whole CT in one request: every part is spooled to a temp file as it
-arrives and handed over before the next one is read, so memory holds one 64 KiB chunk and a
+arrives and handed over before the next one is read, so memory holds one 1 MiB chunk and a
 boundary's worth of look-behind whatever the request size.
 
 Also here: the request body as a stream, for servers that hand us chunked transfer encoding
@@ -15,7 +15,10 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.utils.http import parse_header_parameters
 
-CHUNK = 64 * 1024
+# gunicorn receives up to 1 MiB ahead and copies what it holds back into its buffer on each
+# read: reading in 64 KiB steps made it copy every byte ~16 times (a third of a STOW-RS
+# request's time, profiled). Reads as large as its read-ahead take each byte once.
+CHUNK = 1024 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PREAMBLE_BYTES = 64 * 1024
 
