@@ -1,8 +1,8 @@
 """Reading a STOW-RS request body (`multipart/related`, RFC 2046) part by part, in bounded memory.
 
 A hospital may send a whole CT in one request: every part is spooled to a temp file as it
-arrives and handed over before the next one is read, so memory holds one 1 MiB chunk and a
-boundary's worth of look-behind whatever the request size.
+arrives and handed over before the next one is read, so memory holds one 1 MiB chunk, a
+boundary's worth of look-behind and at most one small part, whatever the request size.
 
 Also here: the request body as a stream, for servers that hand us chunked transfer encoding
 undecoded (Django's runserver and test server) as well as those that decode it (gunicorn).
@@ -59,8 +59,11 @@ def iter_parts(stream, boundary: str, *, max_part_bytes: int):
         if ending != b"\r\n" and not reader.skip_past(b"\r\n", MAX_HEADER_BYTES, ending):
             raise MalformedBody("a boundary line doesn't end")
         headers = _parse_headers(reader.read_until(b"\r\n\r\n", MAX_HEADER_BYTES))
-        with tempfile.TemporaryFile(
-            prefix="phr-upload-", dir=settings.FILE_UPLOAD_TEMP_DIR
+        # In memory up to Django's upload threshold (a CT slice is ~0.5 MB), on disk beyond.
+        with tempfile.SpooledTemporaryFile(
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
+            prefix="phr-upload-",
+            dir=settings.FILE_UPLOAD_TEMP_DIR,
         ) as spool:
             size = reader.copy_until(b"\r\n" + delimiter, spool, max_part_bytes)
             spool.seek(0)
