@@ -1,7 +1,7 @@
 """Step 6 of ingest: file one DICOM header into the Study > Series > Instance index.
 
-Opens its own transaction. Counters are bumped with F() expressions so that parallel uploads
-into the same study never lose a count.
+Opens its own transaction. Counters are bumped in the database (F() expressions, or the SQL
+below) so that parallel uploads into the same study never lose a count.
 """
 
 import math
@@ -93,9 +93,6 @@ class _RecentSeries:
     def forget(self, owner_id, header, inbox) -> None:
         self._entries().pop(self._key(owner_id, header, inbox), None)
 
-    def clear(self) -> None:
-        self._entries().clear()
-
 
 _recent_series = _RecentSeries()
 
@@ -122,7 +119,7 @@ _COUNT_INTO_SERIES = (
 
 
 def _count_one_more(study_id, series_id, owner_id, inbox: bool, size: int) -> bool:
-    study_id, series_id = _db_uuid(study_id), _db_uuid(series_id)
+    study_id, series_id = db_uuid(study_id), db_uuid(series_id)
     with connection.cursor() as cursor:
         cursor.execute(_COUNT_INTO_STUDY, [size, study_id, owner_id, inbox])
         if cursor.rowcount != 1:
@@ -142,7 +139,7 @@ def stored_hashes(owner_id, sop_instance_uid: str) -> dict[str, object]:
         return dict(cursor.fetchall())
 
 
-def _db_uuid(value):
+def db_uuid(value):
     """A UUID as this database stores it (32 hex digits on SQLite, native on PostgreSQL)."""
     return Study._meta.pk.get_db_prep_value(value, connection)
 

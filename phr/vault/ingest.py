@@ -29,7 +29,7 @@ from phr.vault.dicomfile import (
     sniff_kind,
     zero_preamble_and_hash,
 )
-from phr.vault.indexing import index_instance, stored_hashes
+from phr.vault.indexing import db_uuid, index_instance, stored_hashes
 from phr.vault.models import Document, Instance, Source, Study
 from phr.vault.patient_label import label_mismatch_warning
 from phr.vault.safezip import RejectedArchive, ZipLimits, open_cd_zip
@@ -111,7 +111,7 @@ def _refresh_counters(study: Study) -> None:
         cursor.execute(
             "SELECT num_series, num_instances, modalities, description FROM vault_study "
             "WHERE id = %s",
-            [Study._meta.pk.get_db_prep_value(study.pk, connection)],
+            [db_uuid(study.pk)],
         )
         row = cursor.fetchone()
     if row is not None:  # deleted meanwhile: the summary shows what we last knew
