@@ -183,7 +183,27 @@ def _fill_instance(instance, header, sha256, size, key, is_conflict) -> None:
     instance.sha256 = sha256
     instance.storage_key = key
     instance.is_conflict = is_conflict
-    instance.save(force_insert=True)
+    _insert(instance)
+
+
+_INSTANCE_FIELDS = Instance._meta.concrete_fields
+_INSERT_INSTANCE = "INSERT INTO vault_instance ({}) VALUES ({})".format(  # noqa: S608 (model's own columns)
+    ", ".join(field.column for field in _INSTANCE_FIELDS),
+    ", ".join(["%s"] * len(_INSTANCE_FIELDS)),
+)
+
+
+def _insert(instance: Instance) -> None:
+    """What save(force_insert=True) does, without the ORM's query building (raw, as above):
+    each field still prepares its own value (defaults, auto_now_add, JSON) for this database."""
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, add=True), connection)
+        for field in _INSTANCE_FIELDS
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_INSTANCE, values)
+    instance._state.adding = False
+    instance._state.db = connection.alias
 
 
 def _text(value, limit=200) -> str:
