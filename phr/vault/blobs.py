@@ -30,7 +30,10 @@ def store(key: str, fileobj, size: int) -> tuple[str, bool]:
         # A blob cut short by a crash (the file system writes in place): replace it.
         default_storage.delete(key)
     fileobj.seek(0)
-    return default_storage.save(key, File(fileobj, name=key)), True
+    # A temp file that is ours to consume (it has a temporary_file_path, like Django's own
+    # uploaded temp files) is moved into place by the file-system storage, not copied.
+    content = fileobj if hasattr(fileobj, "temporary_file_path") else File(fileobj, name=key)
+    return default_storage.save(key, content), True
 
 
 def keys_under(folder: str, storage=None):

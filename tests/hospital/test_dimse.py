@@ -4,17 +4,21 @@ The listener runs inside the test process on a free loopback port; its associati
 their own database connections, hence transactional tests.
 """
 
+import hashlib
 import io
 import os
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core import mail
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.management import call_command
 from django.db.backends.signals import connection_created
 from pydicom import dcmread
@@ -98,7 +102,14 @@ def test_storescu_sends_a_whole_cd_into_the_inbox(listener, patient, hospital, n
     assert {study.deposited_by for study in studies} == {hospital}
     assert {study.source for study in studies} == {Source.HOSPITAL}
     for instance in stored:
-        assert default_storage.exists(instance.storage_key)
+        with default_storage.open(instance.storage_key, "rb") as blob:
+            assert hashlib.sha256(blob.read()).hexdigest() == instance.sha256
+    if isinstance(default_storage, FileSystemStorage):
+        # Moved in from pynetdicom's temp files, yet with the same permissions as any blob.
+        modes = {
+            stat.S_IMODE(Path(default_storage.path(i.storage_key)).stat().st_mode) for i in stored
+        }
+        assert modes == {settings.FILE_UPLOAD_PERMISSIONS}
     # One association, one email, however many images it brought.
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == [patient.email]
