@@ -1,12 +1,12 @@
 """The diagnostic viewer: its page, the one JSON list of a study's images, and each image's
-bytes. Every object is fetched through phr.vault.access, so a patient sees their own studies,
-a doctor (once sharing lands) the studies of their share, and anyone else a 404.
+bytes, alone or in batches. Every object is fetched through phr.vault.access, so a patient
+sees their own studies, a doctor the studies of their share, and anyone else a 404.
 
 No login_required here: a doctor holding a share has no account. The access helpers decide.
 """
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
@@ -33,6 +33,7 @@ def study(request, study_id):
         "download_url": services.download_url(request, study),
         "is_owner": services.is_owner(request, study),
         "wasm_base_path": services.wasm_base_path(),
+        "first_image_url": services.first_image_url(study),
         "test_hook": settings.PHR_VIEWER_TEST_HOOK,
     }
     response = render(request, "viewer/study.html", context)
@@ -53,6 +54,17 @@ def study_images(request, study_id):
     response = JsonResponse(data)
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+@require_safe
+def study_files(request, study_id):
+    """Many images of a study in one request: how the viewer loads a whole series."""
+    study = get_study_or_404(request, study_id)
+    try:
+        ids = services.parse_instance_ids(request.GET.get("ids", ""))
+    except ValueError as error:
+        return HttpResponseBadRequest(f"ids: {error}", content_type="text/plain")
+    return services.files_response(study, ids)
 
 
 @require_safe

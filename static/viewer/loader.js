@@ -1,17 +1,31 @@
 // Background loading of whole series, after the image on screen.
 //
 // The image a doctor is looking at is loaded by the viewport itself, first. Everything else
-// streams in here, a few files at a time (browsers open six connections per host), series by
-// series in the order they were asked for, so scrolling soon works over the whole stack.
+// streams in here, series by series in the order they were asked for, so scrolling soon works
+// over the whole stack.
+//
+// Files come in batches, one request for up to BATCH files (viewer/services.py
+// files_response): at hundreds of slices, what each request costs in the server and in the
+// browser adds up to more than the bytes themselves. A worker (fetcher.js) fetches them, off
+// the main thread: from the file system a batch is the files back to back, split as they
+// arrive, so the first files of a batch are decoded while the rest are still on their way; from
+// S3 it is a list of presigned URLs, fetched from the store. Whatever a batch fails to bring is
+// then asked for file by file, so that a failure belongs to one image and says why.
 
-const CONCURRENCY = 6;
+// Measured on a 300-slice CT: 50 files a batch, two batches at a time, loaded the stack faster
+// and with less processor time than batches of 10 to 25, or three at a time.
+const BATCH = 50;
+// Batches in flight: two of a browser's six connections to the server, leaving the others for
+// the image a doctor scrolls to before the background loading reaches it.
+const BATCHES_AT_ONCE = 2;
 
 export class Prefetcher {
-  constructor(imageLoader, { onProgress, onFailure }) {
-    this.imageLoader = imageLoader;
+  constructor(cs, { fetcherUrl, onProgress, onFailure }) {
+    this.cs = cs;
+    this.fetcher = new BatchFetcher(fetcherUrl);
     this.onProgress = onProgress;
     this.onFailure = onFailure;
-    this.queue = []; // [series, imageId] pairs, in order
+    this.queue = []; // [series, index] pairs, in order
     this.queued = new Set();
     this.loaded = new Set();
     this.failed = new Map(); // imageId -> error message
@@ -21,10 +35,12 @@ export class Prefetcher {
 
   /** Queue a series' images; `first` puts it ahead of the rest (the series just shown). */
   add(series, { first = false } = {}) {
-    const items = series.imageIds
-      .filter((id) => !this.queued.has(id) && !this.loaded.has(id))
-      .map((id) => [series, id]);
-    items.forEach(([, id]) => this.queued.add(id));
+    const items = [];
+    series.imageIds.forEach((id, index) => {
+      if (this.queued.has(id) || this.loaded.has(id)) return;
+      this.queued.add(id);
+      items.push([series, index]);
+    });
     if (first) {
       const others = this.queue.filter(([s]) => s !== series);
       const mine = this.queue.filter(([s]) => s === series);
@@ -62,22 +78,122 @@ export class Prefetcher {
   }
 
   pump() {
-    while (!this.paused && this.running < CONCURRENCY && this.queue.length) {
-      const [series, imageId] = this.queue.shift();
-      if (this.loaded.has(imageId) || this.failed.has(imageId)) continue;
+    while (!this.paused && this.running < BATCHES_AT_ONCE) {
+      const files = this.take();
+      if (!files.length) return;
       this.running += 1;
-      this.imageLoader
-        // The options a stack viewport uses, so that the cached image is the one it would load.
-        .loadAndCacheImage(imageId, { useRGBA: false })
-        .then(
-          (image) => this.markLoaded(series, imageId, image),
-          (error) => this.markFailed(series, imageId, error),
-        )
-        .finally(() => {
-          this.running -= 1;
-          this.pump();
-        });
+      this.runBatch(files).finally(() => {
+        this.running -= 1;
+        this.pump();
+      });
     }
+  }
+
+  /** The next files to fetch: up to BATCH files of one study, each with its frames' images. */
+  take() {
+    const files = new Map(); // file URL -> { url, id, series, imageIds }
+    let study = null;
+    while (this.queue.length) {
+      const [series, index] = this.queue[0];
+      const imageId = series.imageIds[index];
+      // Done, or being loaded by a viewport (which then reports it like any other load).
+      if (this.loaded.has(imageId) || this.failed.has(imageId) || this.cs.cache.getImageLoadObject(imageId)) {
+        this.queue.shift();
+        continue;
+      }
+      const url = fileUrl(imageId);
+      if (!files.has(url)) {
+        if (files.size === BATCH || (study && series.study !== study)) break;
+        files.set(url, { url, id: series.imageInfo[index].id, series, imageIds: [] });
+      }
+      this.queue.shift();
+      study = series.study;
+      files.get(url).imageIds.push(imageId);
+    }
+    return [...files.values()];
+  }
+
+  async runBatch(files) {
+    const settled = new Set();
+    const arrived = (file, buffer) => {
+      if (settled.has(file)) return;
+      settled.add(file);
+      this.loadFile(file, buffer);
+    };
+    try {
+      const ids = files.map((file) => file.id);
+      await this.fetcher.fetch(files[0].series.study.files_url, ids, (index, buffer) => arrived(files[index], buffer));
+    } catch (error) {
+      console.warn(`A batch of images couldn't be fetched (${describe(error)}); fetching them one by one.`);
+      const rest = files.filter((file) => !settled.has(file));
+      rest.forEach((file) => settled.add(file));
+      await Promise.all(rest.map((file) => this.loadFile(file, null)));
+    }
+  }
+
+  /** Load a file's images, from `buffer` when the batch brought it, else from its own URL. */
+  loadFile(file, buffer) {
+    if (buffer) this.cs.provideFile(file.url, Promise.resolve(buffer));
+    const loads = file.imageIds.map((imageId) => this.cs.imageLoader
+      // The options a stack viewport uses, so that the cached image is the one it would load.
+      .loadAndCacheImage(imageId, { useRGBA: false })
+      .then(
+        (image) => this.markLoaded(file.series, imageId, image),
+        (error) => this.markFailed(file.series, imageId, error),
+      ));
+    // Not taken if a viewport started loading this file meanwhile: don't keep it twice.
+    if (buffer) this.cs.withdrawFile(file.url);
+    return Promise.all(loads);
+  }
+}
+
+/** The URL of the file an image ID points into (a multi-frame file has one ID per frame). */
+function fileUrl(imageId) {
+  return imageId.slice(imageId.indexOf(':') + 1).replace(/[?&]frame=\d+$/, '');
+}
+
+/** The page's side of fetcher.js, started at the first batch. */
+class BatchFetcher {
+  constructor(url) {
+    this.url = url;
+    this.worker = null;
+    this.batches = new Map(); // batch number -> { arrived, resolve, reject }
+    this.count = 0;
+    this.broken = null;
+  }
+
+  /** Fetch the files `ids`; `arrived(index, arrayBuffer)` is called as each one completes. */
+  fetch(filesUrl, ids, arrived) {
+    if (this.broken) return Promise.reject(this.broken);
+    if (!this.worker) this.start();
+    this.count += 1;
+    const batch = this.count;
+    return new Promise((resolve, reject) => {
+      this.batches.set(batch, { arrived, resolve, reject });
+      this.worker.postMessage({ batch, filesUrl, ids });
+    });
+  }
+
+  start() {
+    this.worker = new Worker(this.url, { type: 'module' });
+    this.worker.addEventListener('message', ({ data }) => {
+      const batch = this.batches.get(data.batch);
+      if (!batch) return;
+      if (data.buffer) {
+        batch.arrived(data.index, data.buffer);
+        return;
+      }
+      this.batches.delete(data.batch);
+      if (data.done) batch.resolve();
+      else batch.reject(new Error(data.error));
+    });
+    // The worker couldn't start (or died): every batch, now and later, falls back to files.
+    this.worker.addEventListener('error', (event) => {
+      event.preventDefault();
+      this.broken = new Error(`the image fetcher stopped (${event.message || 'it could not start'})`);
+      this.batches.forEach(({ reject }) => reject(this.broken));
+      this.batches.clear();
+    });
   }
 }
 

@@ -6,10 +6,14 @@ function round(value, digits = 0) {
   return Number.isFinite(value) ? Number(value.toFixed(digits)).toString() : '–';
 }
 
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** "12 Mar 2024", as the page title shows it. Not toLocaleDateString: its first call loads
+ * the browser's locale data, tens of milliseconds before the first image can be drawn. */
 function formatDate(iso) {
-  if (!iso) return '';
-  const date = new Date(`${iso}T00:00:00`);
-  return date.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+  const [year, month, day] = (iso || '').split('-').map(Number);
+  if (!year || !month || !day) return '';
+  return `${day} ${MONTHS[month - 1]} ${year}`;
 }
 
 /** The four corners of one viewport: who, what, where in the stack, how it is windowed. */

@@ -1,5 +1,6 @@
 // The vault's diagnostic viewer. One JSON request lists every image of the study (built from
-// the database, no file opened); Cornerstone3D fetches each file from its authorised URL.
+// the database, no file opened); each image's ID is its file's authorised URL. The image on
+// screen is fetched on its own, the rest of each series in batches (loader.js).
 //
 // Performance marks, read by bench/viewer.py:
 //   viewer-scripts-loaded  Cornerstone imported and initialised, the image list in hand
@@ -16,8 +17,11 @@ import { createToolGroup } from './tools.js';
 const LAYOUT_SIZE = { '1x1': 1, '1x2': 2, '2x2': 4 };
 const root = $('viewer-app');
 
-// Ask for the image list at once, while the 4 MB library is still being fetched.
+// Ask for the image list at once, while the 4 MB library is still being fetched, and for the
+// first image's file (which the page has the browser preload already): the first image is then
+// drawn as soon as the library has started.
 const listPromise = fetchJson(root.dataset.imagesUrl);
+const firstFile = listPromise.then(fetchFirstFile, () => null);
 
 let cs;
 let engine;
@@ -46,6 +50,12 @@ app.slots = [...document.querySelectorAll('.vw-cell')].map((cell, index) => ({
     playing: false,
 }));
 
+// The series strip needs no library: it is built as soon as the list is here.
+const studyListed = listPromise.then((data) => {
+  addStudy(data, { main: true });
+  return data;
+});
+
 main().catch((error) => {
   console.error(error);
   $('strip-status').textContent = "Sorry, the viewer couldn't start. Please reload the page; if it keeps happening, try another browser.";
@@ -57,12 +67,17 @@ async function main() {
   const workers = Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2)));
   await cs.initCornerstone({ wasmBasePath: root.dataset.wasmBase, maxWebWorkers: workers });
   engine = new cs.RenderingEngine(ENGINE_ID);
-  prefetcher = new Prefetcher(cs.imageLoader, { onProgress: showProgress, onFailure: onImageFailed });
+  prefetcher = new Prefetcher(cs, {
+    fetcherUrl: root.dataset.fetcher,
+    onProgress: showProgress,
+    onFailure: onImageFailed,
+  });
   Object.assign(app, { cs, engine, prefetcher, group: createToolGroup(cs) });
   listenToCornerstone();
-  const data = await listPromise;
+  const data = await studyListed;
+  const early = await firstFile;
+  if (early) cs.provideFile(early.url, early.bytes);
   performance.mark('viewer-scripts-loaded');
-  addStudy(data, { main: true });
   fillCompareMenu(data.comparisons);
   wireControls();
   if (root.hasAttribute('data-test-hook')) installTestHook(cs, viewer);
@@ -72,9 +87,22 @@ async function main() {
     showMessage(viewer.slots[0], 'This study has no images to show. Its reports, if any, are under Reports.');
     return;
   }
-  await showSeries(viewer.slots[0], seriesById.get(first.id));
+  await showSeries(viewer.slots[0], viewer.slots[0].picked || seriesById.get(first.id));
   prefetcher.start();
   viewer.allSeries().forEach((s) => prefetcher.add(s));
+}
+
+/** Start fetching the file of the image shown first (that of the first series with images). */
+function fetchFirstFile(data) {
+  const image = data.series.find((s) => s.images.length)?.images[0];
+  if (!image) return null;
+  const url = new URL(image.url, window.location.href).href;
+  const bytes = fetch(url, { credentials: 'same-origin' }).then((response) => {
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    return response.arrayBuffer();
+  });
+  bytes.catch(() => {}); // reported by the image's own load, which takes this promise
+  return { url, bytes };
 }
 
 // --- studies and series ------------------------------------------------------------------------
@@ -150,16 +178,31 @@ function seriesButton(series) {
   return button;
 }
 
+// Series whose progress bar is out of date, drawn a few times a second: images arrive every
+// few milliseconds, and the page needn't be touched for each.
+const staleProgress = new Set();
+const PROGRESS_EVERY_MS = 250;
+
 function showProgress(series) {
   if (!series.progress) return;
-  const total = series.imageIds.length || 1;
   const done = series.loaded + series.failed;
-  series.progress.firstChild.style.width = `${Math.round((100 * done) / total)}%`;
-  series.progress.setAttribute('aria-valuenow', String(Math.round((100 * done) / total)));
-  series.progress.classList.toggle('is-done', done >= total);
-  if (done >= total && !performance.getEntriesByName('series-loaded').length && series.study.main) {
+  const complete = done >= series.imageIds.length;
+  if (complete && series.study.main && !performance.getEntriesByName('series-loaded').length) {
     performance.mark('series-loaded');
   }
+  if (!staleProgress.size) setTimeout(() => requestAnimationFrame(drawProgress), complete ? 0 : PROGRESS_EVERY_MS);
+  staleProgress.add(series);
+}
+
+function drawProgress() {
+  for (const series of staleProgress) {
+    const total = series.imageIds.length || 1;
+    const done = series.loaded + series.failed;
+    series.progress.firstChild.style.transform = `scaleX(${done / total})`;
+    series.progress.setAttribute('aria-valuenow', String(Math.round((100 * done) / total)));
+    series.progress.classList.toggle('is-done', done >= total);
+  }
+  staleProgress.clear();
 }
 
 // --- viewports ---------------------------------------------------------------------------------
@@ -186,7 +229,13 @@ function disableSlot(slot) {
 }
 
 async function showSeries(slot, series, index = 0) {
-  if (!slot.enabled || !series) return;
+  if (!series) return;
+  if (!slot.enabled) {
+    // Picked in the strip while the library is still loading (the first viewport isn't on
+    // yet): shown first once it has.
+    if (!viewer.slots[0].enabled) slot.picked = series;
+    return;
+  }
   stopCine(slot);
   slot.series = series;
   slot.wanted = Math.min(index, series.imageIds.length - 1);

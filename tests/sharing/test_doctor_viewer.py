@@ -27,9 +27,17 @@ def test_doctor_opens_the_viewer_for_a_shared_study(doctor, patient, ct, mr, all
     images = doctor.get(reverse("viewer:study_images", args=[ct.id])).json()
     instance_url = images["series"][0]["images"][0]["url"]
     assert doctor.get(instance_url).status_code in (200, 302)  # 302: presigned S3 URL
+    first_id = images["series"][0]["images"][0]["id"]
+    batch = doctor.get(f"{images['study']['files_url']}?ids={first_id}")
+    assert batch.status_code == 200
 
     # The same patient's other study is not in the share.
     assert doctor.get(reverse("viewer:study", args=[mr.id])).status_code == 404
+    other = doctor.get(reverse("viewer:study_images", args=[mr.id]))
+    assert other.status_code == 404
+    mr_instance = mr.series.get().instances.get()
+    other_batch = reverse("viewer:study_files", args=[mr.id])
+    assert doctor.get(f"{other_batch}?ids={mr_instance.id}").status_code == 404
 
 
 def test_revoking_stops_the_doctors_viewer_on_the_next_request(doctor, patient, ct):
@@ -41,6 +49,10 @@ def test_revoking_stops_the_doctors_viewer_on_the_next_request(doctor, patient, 
     instance_url = images["series"][0]["images"][0]["url"]
     assert doctor.get(instance_url).status_code in (200, 302)  # 302: presigned S3 URL
 
+    batch_url = f"{images['study']['files_url']}?ids={images['series'][0]['images'][0]['id']}"
+    assert doctor.get(batch_url).status_code == 200
+
     services.revoke(share)
     assert doctor.get(instance_url).status_code == 404
+    assert doctor.get(batch_url).status_code == 404
     assert doctor.get(reverse("viewer:study", args=[ct.id])).status_code == 404

@@ -69,3 +69,21 @@ def test_viewer_page_may_fetch_from_the_object_store(on_s3, patient_client, pati
         part for part in response["Content-Security-Policy"].split(";") if "connect-src" in part
     )
     assert on_s3.endpoint in connect_src and "'self'" in connect_src
+
+
+def test_a_batch_is_presigned_urls_that_serve_the_same_bytes(on_s3, patient_client, patient):
+    ct = ingest_path(patient, get_testdata_file("CT_small.dcm"))
+    mr = ingest_path(patient, get_testdata_file("MR_small.dcm"))
+    instance = ct.instance
+    url = reverse("viewer:study_files", args=[ct.study.id])
+    response = patient_client.get(f"{url}?ids={instance.id}")
+
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"  # the URLs expire
+    (location,) = response.json()["urls"]
+    assert location.startswith(on_s3.endpoint) and "Signature=" in location
+    with urllib.request.urlopen(location, timeout=10) as fetched:  # noqa: S310 (loopback)
+        data = fetched.read()
+    assert data[128:] == Path(get_testdata_file("CT_small.dcm")).read_bytes()[128:]
+    # Nothing of another study, even the patient's own.
+    assert patient_client.get(f"{url}?ids={mr.instance.id}").status_code == 404

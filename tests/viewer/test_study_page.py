@@ -32,6 +32,16 @@ def test_owner_gets_the_viewer_with_wasm_allowed(patient_client, ct_study):
     assert response["Cache-Control"] == "private, no-store"
 
 
+def test_the_page_has_the_browser_fetch_the_first_image_at_once(patient_client, cd_studies):
+    # The first image of the first series with pixels (this CD's first series is a report).
+    study = next(s for s in cd_studies if s.series.count() > 1)
+    first = patient_client.get(reverse("viewer:study_images", args=[study.id])).json()
+    first_url = first["series"][0]["images"][0]["url"]
+    html = patient_client.get(page_url(study)).content.decode()
+    assert f'<link rel="preload" href="{first_url}" as="fetch" crossorigin>' in html
+    assert "/static/viewer/fetcher.js" in html  # the worker that fetches the rest
+
+
 def test_the_rest_of_the_site_keeps_wasm_off(patient_client, ct_study):
     response = patient_client.get(reverse("vault:home"))
     assert "wasm-unsafe-eval" not in response["Content-Security-Policy"]

@@ -2,11 +2,14 @@
 // /static/vendor/cornerstone3d/cornerstone3d.js. Rebuild with:
 //   bash frontend/cornerstone3d/build.sh
 //
-// Re-exports what the vault's viewer needs, plus one helper, initCornerstone().
+// Re-exports what the vault's viewer needs, plus initCornerstone() and, from
+// fastLoading.js, provideFile() / withdrawFile().
 import {
   init as coreInit,
   utilities as coreUtilities,
   isCornerstoneInitialized,
+  getRenderingCapabilities,
+  setUseCPURendering,
   version as coreVersion,
 } from '@cornerstonejs/core';
 import {
@@ -25,6 +28,7 @@ import {
   init as dicomImageLoaderInit,
   wadouri,
 } from '@cornerstonejs/dicom-image-loader';
+import { deferDecodeWorkers, installFastLoading } from './fastLoading.js';
 
 // ---- @cornerstonejs/core -------------------------------------------------
 export {
@@ -64,6 +68,7 @@ export const cine = toolsUtilities.cine;
 
 // ---- @cornerstonejs/dicom-image-loader -----------------------------------
 export { dicomImageLoaderInit, wadouri };
+export { provideFile, withdrawFile } from './fastLoading.js';
 // The loader's legacy (dicom-parser based) metadata provider. It is what makes
 // Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99) files load: the
 // default dcmjs-based path in 5.x does not inflate the dataset.
@@ -101,13 +106,24 @@ let initPromise = null;
  *   deflated transfer syntax). Pass false to use the 5.x dcmjs-based default.
  * @param {boolean} [opts.addViewerTools=true]  call addTool() for the six
  *   viewer tools re-exported here.
+ * @param {'auto'|boolean} [opts.cpuRendering='auto']  draw stack viewports
+ *   on the CPU (a 2D canvas) instead of WebGL. 'auto': only when the browser
+ *   has no WebGL or only a software rasteriser (SwiftShader, llvmpipe): there
+ *   WebGL took about 150 ms of the first image (setting up, drawing, reading
+ *   the pixels back into the page's canvas), while a 2D canvas draws a
+ *   512x512 slice in a few milliseconds. A real GPU keeps WebGL.
  * @returns {Promise<void>}
+ *
+ * Also installs the viewer's faster wadouri loading (fastLoading.js): files
+ * fetched with fetch() or handed over with provideFile(), uncompressed frames
+ * decoded on the page, the decode workers started only when needed.
  */
 export function initCornerstone({
   wasmBasePath,
   maxWebWorkers,
   useLegacyMetadataProvider = true,
   addViewerTools = true,
+  cpuRendering = 'auto',
 } = {}) {
   if (initPromise) {
     return initPromise;
@@ -120,14 +136,22 @@ export function initCornerstone({
     if (!isCornerstoneInitialized()) {
       await coreInit();
     }
+    if (cpuRendering === 'auto') {
+      const { webgl, softwareRasterizer } = getRenderingCapabilities();
+      setUseCPURendering(!webgl || softwareRasterizer, false);
+    } else {
+      setUseCPURendering(Boolean(cpuRendering), false);
+    }
     // Core's copy is read by the loader when it builds each decode task.
     coreUtilities.setWasmBasePath(base);
     const loaderOptions = { wasmBasePath: base, useLegacyMetadataProvider };
     if (maxWebWorkers) {
       loaderOptions.maxWebWorkers = maxWebWorkers;
     }
+    deferDecodeWorkers();
     // Note: never pass beforeSend: undefined (it would replace the default).
     dicomImageLoaderInit(loaderOptions);
+    installFastLoading();
     toolsInit();
     if (addViewerTools) {
       for (const Tool of VIEWER_TOOLS) {

@@ -1,0 +1,81 @@
+// A dedicated worker that fetches batches of image files (see loader.js) off the page's main
+// thread. Reading hundreds of megabytes from the network is work of its own for a browser; done
+// here, it runs beside the decoding on the main thread instead of before it. Each file goes to
+// the page as its own ArrayBuffer, transferred, not copied.
+//
+//   page -> worker   { batch, filesUrl, ids }
+//   worker -> page   { batch, index, buffer }   file number `index` of the batch has arrived
+//                    { batch, done: true }       all of them have
+//                    { batch, error }            the batch failed (files sent before it stand)
+
+self.addEventListener('message', async ({ data: { batch, filesUrl, ids } }) => {
+  const arrived = (index, buffer) => self.postMessage({ batch, index, buffer }, [buffer]);
+  try {
+    await fetchBatch(filesUrl, ids, arrived);
+    self.postMessage({ batch, done: true });
+  } catch (error) {
+    self.postMessage({ batch, error: error?.message || String(error) });
+  }
+});
+
+async function fetchBatch(filesUrl, ids, arrived) {
+  const response = await fetch(`${filesUrl}?ids=${ids.join(',')}`, { credentials: 'same-origin' });
+  if (!response.ok) throw new Error(`the server answered ${response.status}`);
+  if ((response.headers.get('Content-Type') || '').startsWith('application/json')) {
+    const { urls } = await response.json();
+    if (urls?.length !== ids.length) throw new Error('the batch listed other files');
+    await fetchLinks(urls, arrived);
+    return;
+  }
+  const sizes = (response.headers.get('X-Instance-Sizes') || '').split(',').map(Number);
+  if (sizes.length !== ids.length || !sizes.every((size) => size > 0)) {
+    throw new Error('the batch announced other files');
+  }
+  await splitStream(response.body, sizes, arrived);
+}
+
+// Presigned URLs fetched at once per batch: with two batches in flight, a browser's six
+// connections to the object store.
+const LINKS_AT_ONCE = 3;
+
+async function fetchLinks(urls, arrived) {
+  let next = 0;
+  async function fetchSome() {
+    while (next < urls.length) {
+      const index = next;
+      next += 1;
+      // Not kept by the browser: a presigned URL is never asked for twice.
+      const response = await fetch(urls[index], { cache: 'no-store', credentials: 'omit' });
+      if (!response.ok) throw new Error(`the image store answered ${response.status}`);
+      arrived(index, await response.arrayBuffer());
+    }
+  }
+  await Promise.all(Array.from({ length: LINKS_AT_ONCE }, fetchSome));
+}
+
+/** Cut a stream of files back to back into one ArrayBuffer per file, as the bytes arrive. */
+async function splitStream(body, sizes, arrived) {
+  const reader = body.getReader();
+  let index = 0;
+  let part = new Uint8Array(sizes[0]);
+  let filled = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    let offset = 0;
+    while (offset < value.length) {
+      if (!part) throw new Error('the batch is longer than announced');
+      const count = Math.min(part.length - filled, value.length - offset);
+      part.set(value.subarray(offset, offset + count), filled);
+      filled += count;
+      offset += count;
+      if (filled === part.length) {
+        arrived(index, part.buffer);
+        index += 1;
+        filled = 0;
+        part = index < sizes.length ? new Uint8Array(sizes[index]) : null;
+      }
+    }
+  }
+  if (index < sizes.length) throw new Error('the batch ended early');
+}
