@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,9 +92,19 @@ def backend(kind: str):
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PHR_LOG_LEVEL": "WARNING",
     }
-    if kind == "embedded":
-        yield env
-        return
+    try:
+        if kind == "embedded":
+            yield env
+        else:
+            with _postgres_and_s3() as services:
+                yield {**env, **services}
+    finally:
+        # A run leaves its database and media here: hundreds of MB each, gone with it.
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _postgres_and_s3():
     import psycopg
 
     from tests.support.seaweed import SeaweedS3
@@ -104,7 +115,7 @@ def backend(kind: str):
         conn.execute(f'CREATE DATABASE "{db}"')
     s3 = SeaweedS3(bucket="bench").start()
     try:
-        yield {**env, **s3.env(), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{db}"}
+        yield {**s3.env(), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{db}"}
     finally:
         s3.cleanup()
         with psycopg.connect(admin, autocommit=True) as conn:

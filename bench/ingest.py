@@ -11,6 +11,7 @@ on this machine over its REST API with 2 clients. Target: >= 300 instances/s emb
 """
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -144,7 +145,7 @@ def big_file_memory(workers: int) -> None:
             f"after the 1 GB file {max(after.values()):.0f} MB "
             f"(at start {max(before.values()):.0f} MB)"
         )
-    path.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -167,10 +168,13 @@ def main() -> None:
     started = time.perf_counter()
     files = synthesize_ct(folder, slices=args.slices)
     print(f"synthesised {len(files)} slices in {time.perf_counter() - started:.1f} s")
-    for kind in ["embedded", "prod"] if args.backend == "both" else [args.backend]:
-        run(kind, files, args.clients, args.workers, args.profile)
-    if args.big:
-        big_file_memory(args.workers)
+    try:
+        for kind in ["embedded", "prod"] if args.backend == "both" else [args.backend]:
+            run(kind, files, args.clients, args.workers, args.profile)
+        if args.big:
+            big_file_memory(args.workers)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

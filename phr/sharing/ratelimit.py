@@ -16,6 +16,9 @@ from django.core.cache import cache
 PREFIX = "sharing:failures"
 MINUTE = 60
 HOUR = 3600
+# How long an address blocked by its own failures waits at most: its failures count in their
+# minute and the next one.
+ADDRESS_BLOCK_SECONDS = 2 * MINUTE
 
 
 def _counters(ip: str) -> list[tuple[str, int, int]]:

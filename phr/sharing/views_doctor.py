@@ -14,7 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from phr.sharing import doctor, services
+from phr.sharing import doctor, ratelimit, services
 from phr.sharing.decorators import secret_page
 from phr.sharing.forms import AccessCodeForm, LinkPinForm
 from phr.sharing.models import Event, Share
@@ -38,7 +38,7 @@ def _signed_in_patient(request):
 
 def _too_many(request):
     response = render(request, "sharing/doctor/too_many.html", status=429)
-    response["Retry-After"] = "60"
+    response["Retry-After"] = str(ratelimit.ADDRESS_BLOCK_SECONDS)
     return response
 
 
