@@ -116,12 +116,15 @@ def dicom_listener(env: dict, code: str) -> tuple[int, subprocess.Popen]:
     # Ready when it answers a C-ECHO (a bare TCP probe would sit as a half-open association).
     echo = ["echoscu", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if subprocess.run(echo, capture_output=True).returncode == 0:
-            return port, process
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("dicom_listener did not start")
+    try:
+        while time.monotonic() < deadline:
+            if subprocess.run(echo, capture_output=True).returncode == 0:
+                return port, process
+            time.sleep(0.2)
+        raise RuntimeError("dicom_listener did not start")
+    except BaseException:
+        process.kill()
+        raise
 
 
 def cstore(env: dict, code: str, folder: Path, profile: bool) -> float:
@@ -167,6 +170,8 @@ def main() -> None:
         "--profile", action="store_true", help="sample the servers with py-spy (slows them down)"
     )
     args = parser.parse_args()
+    if not shutil.which("storescu"):
+        sys.exit("push.py needs dcmtk's storescu and echoscu: run `make dcmtk` first.")
 
     folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-"))
     started = time.perf_counter()

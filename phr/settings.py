@@ -227,7 +227,11 @@ PHR_MAX_ZIP_ENTRIES = envint("PHR_MAX_ZIP_ENTRIES", 20_000)
 PHR_MAX_INFLATED_BYTES = envint("PHR_MAX_INFLATED_BYTES", 2 * GiB)
 # Uploads stream to disk past this size, so memory stays flat whatever the file size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = envint("PHR_UPLOAD_MEMORY_BYTES", 4 * 1024 * 1024)
-FILE_UPLOAD_TEMP_DIR = envstr("PHR_UPLOAD_TEMP_DIR") or None
+# Beside the vault by default, not in the system temp folder: a large upload is then moved into a
+# file-system vault by a rename instead of copied (/tmp is often another file system), and
+# check_vault's stale-file sweep looks at this site's temp files only.
+FILE_UPLOAD_TEMP_DIR = envstr("PHR_UPLOAD_TEMP_DIR") or str(VAR_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Accounts, sessions, MFA -----------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

@@ -14,7 +14,6 @@ Everything goes through Django's storage API, so the same code checks the file s
 
 import hashlib
 import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -204,7 +203,7 @@ def _within_grace(age: timedelta, grace_seconds: int) -> bool:
 
 
 def upload_temp_dir() -> str:
-    return settings.FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir()
+    return settings.FILE_UPLOAD_TEMP_DIR
 
 
 def upload_temp_prefix() -> str:

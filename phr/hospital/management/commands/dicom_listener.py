@@ -37,10 +37,10 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, site_url, grace, **options):
         # Our own log lines say what each association did; pynetdicom's say it per PDU.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        if settings.FILE_UPLOAD_TEMP_DIR:
-            # pynetdicom writes each received image to the default temp folder; this process
-            # only listens, so pointing that at the uploads' temp folder touches nothing else.
-            tempfile.tempdir = str(settings.FILE_UPLOAD_TEMP_DIR)
+        # pynetdicom writes each received image to the default temp folder; this process only
+        # listens, so pointing that at the uploads' temp folder (beside a file-system vault, so
+        # storing an image is a rename) touches nothing else.
+        tempfile.tempdir = str(settings.FILE_UPLOAD_TEMP_DIR)
         stopping = threading.Event()
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
         for signum in previous:
