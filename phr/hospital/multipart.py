@@ -1,15 +1,19 @@
 """Reading a STOW-RS request body (`multipart/related`, RFC 2046) part by part, in bounded memory.
 
 A hospital may send a whole CT in one request: every part is spooled to a temp file as it
-arrives and handed over before the next one is read, so memory holds one 1 MiB chunk, a
-boundary's worth of look-behind and at most one small part, whatever the request size.
+arrives and handed over when complete, with at most a couple of parts read ahead of the one
+being stored, so memory holds one 1 MiB chunk, a boundary's worth of look-behind and a few
+small parts, whatever the request size.
 
 Also here: the request body as a stream, for servers that hand us chunked transfer encoding
 undecoded (Django's runserver and test server) as well as those that decode it (gunicorn).
 """
 
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from queue import Full, Queue
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
@@ -33,6 +37,10 @@ class Part:
     file: object | None  # a temp file positioned at 0; None when the part was too large
     size: int
 
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
     @property
     def content_type(self) -> str:
         media_type, _params = parse_header_parameters(self.headers.get("content-type", ""))
@@ -47,8 +55,90 @@ def boundary_of(content_type: str) -> tuple[str, str, str]:
 
 def iter_parts(stream, boundary: str, *, max_part_bytes: int):
     """Yield each part of `stream` as a Part whose file is closed once the caller moves on."""
+    for part in _owned_parts(stream, boundary, max_part_bytes):
+        try:
+            yield part
+        finally:
+            part.close()
+
+
+@contextmanager
+def parts_read_ahead(stream, boundary: str, *, max_part_bytes: int, depth: int = 2):
+    """The parts of `stream`, read and parsed by a background thread up to `depth` parts ahead
+    of the caller, whose file the caller closes (Part.close) when done with it.
+
+    Storing a part (hashing, writing, indexing) and receiving the next one then overlap: the
+    socket reads, the hashing and the file writes all release the GIL. A one-request STOW-RS
+    of a CT went from 184-187 to 233-286 images/s this way on 2 cores (bench/push.py).
+
+    Memory stays bounded: `depth` parts wait at most, each spooled to disk past the upload
+    threshold. A MalformedBody is raised where it happened in the sequence, after the parts
+    before it."""
+    queue = Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stopping.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def read_all() -> None:
+        try:
+            for part in _owned_parts(stream, boundary, max_part_bytes, stopping):
+                if not hand_over(part):
+                    part.close()
+                    return
+            hand_over(_END)
+        except _Stopped:
+            return
+        except BaseException as error:  # handed to the caller, who raises it in its thread
+            hand_over(_Raised(error))
+
+    def parts():
+        while True:
+            item = queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+
+    reader = threading.Thread(target=read_all, name="stow-read-ahead", daemon=True)
+    reader.start()
+    try:
+        yield parts()
+    finally:
+        # The caller stopped early (or finished): stop the reader between two reads, close
+        # what it had already spooled, and wait for it, so nothing reads the request after
+        # the response has gone.
+        stopping.set()
+        reader.join()
+        while not queue.empty():
+            item = queue.get_nowait()
+            if isinstance(item, Part):
+                item.close()
+
+
+_END = object()
+
+
+@dataclass
+class _Raised:
+    error: BaseException
+
+
+class _Stopped(Exception):
+    """The reader was told to stop (the caller gave up on the rest of the body)."""
+
+
+def _owned_parts(stream, boundary: str, max_part_bytes: int, stopping=None):
+    """Each part, with a file its receiver must close."""
     delimiter = b"--" + boundary.encode("latin-1")
-    reader = _Buffered(stream)
+    reader = _Buffered(stream, stopping)
     if not reader.skip_past(delimiter, MAX_PREAMBLE_BYTES):
         raise MalformedBody("the body has no opening boundary")
     while True:
@@ -60,14 +150,22 @@ def iter_parts(stream, boundary: str, *, max_part_bytes: int):
             raise MalformedBody("a boundary line doesn't end")
         headers = _parse_headers(reader.read_until(b"\r\n\r\n", MAX_HEADER_BYTES))
         # In memory up to Django's upload threshold (a CT slice is ~0.5 MB), on disk beyond.
-        with tempfile.SpooledTemporaryFile(
+        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (its receiver closes it)
             max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
             prefix="phr-upload-",
             dir=settings.FILE_UPLOAD_TEMP_DIR,
-        ) as spool:
+        )
+        try:
             size = reader.copy_until(b"\r\n" + delimiter, spool, max_part_bytes)
+        except BaseException:
+            spool.close()
+            raise
+        if size > max_part_bytes:
+            spool.close()
+            yield Part(headers, None, size)
+        else:
             spool.seek(0)
-            yield Part(headers, spool if size <= max_part_bytes else None, size)
+            yield Part(headers, spool, size)
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:
@@ -85,14 +183,17 @@ def _parse_headers(raw: bytes) -> dict[str, str]:
 class _Buffered:
     """A byte stream with just enough look-ahead to find delimiters split across reads."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, stopping=None):
         self.stream = stream
+        self.stopping = stopping
         self.buffer = b""
         self.eof = False
 
     def _fill(self) -> bool:
         if self.eof:
             return False
+        if self.stopping is not None and self.stopping.is_set():
+            raise _Stopped
         chunk = self.stream.read(CHUNK)
         if not chunk:
             self.eof = True

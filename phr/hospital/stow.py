@@ -77,14 +77,18 @@ def store_parts(
     """Store every part of a multipart/related body; raises multipart.MalformedBody when the
     body itself can't be read (the parts stored before that point stay stored)."""
     response = StoreResponse()
-    parts = multipart.iter_parts(stream, boundary, max_part_bytes=settings.PHR_MAX_FILE_BYTES)
-    for number, part in enumerate(parts, start=1):
-        if part.file is None:
-            response.add_failed(OUT_OF_RESOURCES)
-        elif part.content_type not in (DICOM_MEDIA_TYPE, ""):
-            response.add_failed(CANNOT_UNDERSTAND)
-        else:
-            _store_one(report, response, part, f"part {number}", study_uid)
+    limit = settings.PHR_MAX_FILE_BYTES
+    with multipart.parts_read_ahead(stream, boundary, max_part_bytes=limit) as parts:
+        for number, part in enumerate(parts, start=1):
+            try:
+                if part.file is None:
+                    response.add_failed(OUT_OF_RESOURCES)
+                elif part.content_type not in (DICOM_MEDIA_TYPE, ""):
+                    response.add_failed(CANNOT_UNDERSTAND)
+                else:
+                    _store_one(report, response, part, f"part {number}", study_uid)
+            finally:
+                part.close()
     return response
 
 

@@ -1,6 +1,8 @@
 """The streaming multipart/related reader and the chunked-body decoder, on real bytes."""
 
 import io
+import tempfile
+import time
 
 import pytest
 
@@ -109,3 +111,51 @@ def test_content_type_parsing():
         "a b",
     )
     assert multipart.boundary_of(None) == ("", "", "")
+
+
+# --- read-ahead: receiving the next part while the caller stores this one ------------------------
+
+
+def test_read_ahead_gives_the_same_parts_in_order():
+    originals = [dicom_bytes("CT_small.dcm"), b"second", dicom_bytes("MR_small.dcm")]
+    stream = Trickle(multipart_body(originals), 4096)
+    with multipart.parts_read_ahead(stream, BOUNDARY, max_part_bytes=10**9) as parts:
+        received = []
+        for part in parts:
+            received.append(part.file.read())
+            part.close()
+    assert received == originals
+
+
+def test_read_ahead_raises_a_broken_body_after_the_parts_before_it():
+    body = multipart_body([b"first", b"second"])
+    cut = body[: body.rindex(b"second") + 3]  # the body ends in the middle of the second part
+    received = []
+    with (
+        pytest.raises(MalformedBody, match="middle of a part"),
+        multipart.parts_read_ahead(io.BytesIO(cut), BOUNDARY, max_part_bytes=100) as parts,
+    ):
+        for part in parts:
+            received.append(part.file.read())
+            part.close()
+    assert received == [b"first"]
+
+
+def test_read_ahead_stops_reading_and_closes_its_files_when_the_caller_gives_up(monkeypatch):
+    spooled = []
+
+    class RecordedSpool(tempfile.SpooledTemporaryFile):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            spooled.append(self)
+
+    monkeypatch.setattr(multipart.tempfile, "SpooledTemporaryFile", RecordedSpool)
+    stream = io.BytesIO(multipart_body([b"a" * 600_000] * 20))  # 12 MB, read 1 MiB at a time
+    with multipart.parts_read_ahead(stream, BOUNDARY, max_part_bytes=10**9, depth=2) as parts:
+        next(parts).close()
+        time.sleep(0.2)  # let the reader fill its queue and wait
+    # It read about the parts it may hold ahead, not the whole body, and every file it had
+    # spooled is closed.
+    assert stream.tell() < len(stream.getvalue()) / 2
+    assert 2 <= len(spooled) < 10
+    assert all(spool.closed for spool in spooled)
