@@ -25,7 +25,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
 
-from phr.hospital.dimse import DepositListener
+from phr.hospital.dimse import DepositListener, read_exactly
 from phr.hospital.models import DicomNode
 from phr.vault.models import Instance, Source, Study
 from tests.hospital.conftest import make_code
@@ -312,3 +312,22 @@ def test_deposit_codes_never_reach_the_logs(listener, patient, node, deposit, ca
     assert "DICOM association" in caplog.text
     assert code not in caplog.text
     assert "ABCDEFGHJKMNP" not in caplog.text
+
+
+def test_a_pdu_is_read_whole_across_many_small_receives():
+    # The listener's replacement for pynetdicom's 4 KiB-at-a-time reader: the same bytes, and a
+    # short result when the peer goes away mid-PDU (pynetdicom's cue for a broken connection).
+    payload = os.urandom(300_000)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+
+        def trickle():
+            for start in range(0, len(payload), 7_001):
+                theirs.sendall(payload[start : start + 7_001])
+            theirs.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        assert read_exactly(ours, 200_000) == payload[:200_000]
+        assert read_exactly(ours, 200_000) == payload[200_000:]
+        sender.join()
