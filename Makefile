@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-prod lint format chromium dcmtk migrate demo clean backup restore
+.PHONY: run test test-prod lint format chromium dcmtk nginx bench-tools migrate demo clean backup \
+	restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,20 @@ dcmtk:
 	@test -x /usr/bin/storescu || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk; }
 
+# The secure-link tests run the shipped site file (deploy/nginx/phr.conf) in a real nginx.
+# Debian's `nginx` package has the secure_link module built in (nginx-light only adds a module).
+# The tests start their own nginx on a free loopback port; Debian's service, if apt starts it,
+# is not used.
+nginx:
+	@test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx; }
+
+# Benchmarks (bench/serve.py) load nginx and gunicorn with wrk, a native HTTP load client, so
+# that the client is not what limits the figures.
+bench-tools: nginx
+	@test -x /usr/bin/wrk || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+
 migrate: $(VENV)/.run-deps
 	$(BIN)/python manage.py migrate --noinput
 
@@ -46,11 +61,11 @@ format: $(VENV)/.dev-deps
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.dev-deps chromium dcmtk lint
+test: $(VENV)/.dev-deps chromium dcmtk nginx lint
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432) and a real S3 server (SeaweedFS on loopback).
-test-prod: $(VENV)/.dev-deps chromium dcmtk
+test-prod: $(VENV)/.dev-deps chromium dcmtk nginx
 	$(BIN)/python scripts/test_prod.py
 
 # The embedded default only (SQLite + local media); production: README, "Backups".

@@ -5,6 +5,7 @@ site runs at once on the embedded default: SQLite and local files under `var/`.
 """
 
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -158,6 +159,10 @@ MEDIA_ROOT = Path(envstr("PHR_MEDIA_ROOT", str(VAR_DIR / "media")))
 # route maps this prefix; it is set only because Django's live test server insists on one.
 MEDIA_URL = "/media-is-never-served-directly/"
 
+# How long a signed download URL lives: an S3 presigned URL, or an nginx secure link below.
+# Like any bearer URL it stays valid that long after a share is stopped, so keep it short.
+PHR_SIGNED_URL_SECONDS = envint("PHR_S3_URL_EXPIRE_SECONDS", 300)
+
 if STORAGE_BACKEND == "s3":
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -171,7 +176,7 @@ if STORAGE_BACKEND == "s3":
             "signature_version": "s3v4",
             "default_acl": None,  # objects stay private; the bucket policy decides
             "querystring_auth": True,  # url() gives short-lived presigned URLs
-            "querystring_expire": envint("PHR_S3_URL_EXPIRE_SECONDS", 300),
+            "querystring_expire": PHR_SIGNED_URL_SECONDS,
             "file_overwrite": True,  # keys are content hashes: same key, same bytes
             # Opened objects spill to a temp file past this, so a 1 GB study file never sits
             # in a worker's memory (django-storages' default keeps it all in memory).
@@ -198,6 +203,22 @@ else:
 # Behind nginx: Django checks access, then hands the file to nginx with X-Accel-Redirect
 # (e.g. "/protected-media/", an `internal` location aliased to MEDIA_ROOT). Empty: Django streams.
 PHR_ACCEL_REDIRECT_PREFIX = envstr("PHR_ACCEL_REDIRECT_PREFIX")
+# Behind nginx, faster still: Django hands out signed, expiring URLs under this prefix (e.g.
+# "/vault-files/"), which nginx checks with its secure_link module and serves without asking
+# Django again, like S3 presigned URLs (see viewer/securelink.py, deploy/nginx/phr.conf). Takes
+# precedence over X-Accel-Redirect. Empty: off.
+PHR_SECURE_LINK_PREFIX = envstr("PHR_SECURE_LINK_PREFIX")
+PHR_SECURE_LINK_SECRET = envstr("PHR_SECURE_LINK_SECRET")
+if PHR_SECURE_LINK_PREFIX:
+    if not (PHR_SECURE_LINK_PREFIX.startswith("/") and PHR_SECURE_LINK_PREFIX.endswith("/")):
+        raise ImproperlyConfigured("PHR_SECURE_LINK_PREFIX must be a path like /vault-files/.")
+    # The same secret is written into nginx's config, inside a quoted string: letters, digits,
+    # "-" and "_" only, so that it needs no escaping there; 32 or more, so it can't be guessed.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{32,}", PHR_SECURE_LINK_SECRET):
+        raise ImproperlyConfigured(
+            "PHR_SECURE_LINK_SECRET must be set when PHR_SECURE_LINK_PREFIX is: at least 32 "
+            "letters, digits, '-' or '_' (e.g. `openssl rand -hex 32`)."
+        )
 # Exposes window.viewerTestHook (displayed pixel statistics) for the browser tests.
 PHR_VIEWER_TEST_HOOK = envbool("PHR_VIEWER_TEST_HOOK", False)
 

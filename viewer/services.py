@@ -5,6 +5,10 @@ Serving strategy, chosen per request from the storage backend:
   * storage with a local path (the embedded default): Django streams the file itself, with
     Range, a strong ETag (the content hash) and an immutable private cache, because the key is
     derived from the hash and the bytes under it never change;
+  * the same, behind nginx with secure links (`PHR_SECURE_LINK_PREFIX` set): a 302 to a signed,
+    expiring URL that nginx checks and serves by itself (viewer/securelink.py), the file-system
+    twin of the S3 case below. It wins over X-Accel-Redirect when both are set, because it is the
+    faster of the two: a batch's 50 files then cost Django one request, not 50;
   * the same, behind nginx (`PHR_ACCEL_REDIRECT_PREFIX` set): Django only authorises and hands
     the file to nginx with X-Accel-Redirect, which does Range and sendfile far faster;
   * object storage (S3): a 302 to a short-lived presigned URL. The object store serves the
@@ -14,11 +18,13 @@ Serving strategy, chosen per request from the storage backend:
 The viewer fetches a whole series in batches (`files_response`): each file on its own costs a
 request, and at hundreds of slices the cost per request, in Django and in the browser, is most
 of the time the stack takes to load. A batch is authorised once, for its study, and is either
-the files themselves one after the other (file system) or their presigned URLs (S3).
+the files themselves one after the other (file system) or their signed URLs (S3, or secure
+links behind nginx).
 """
 
 import os
 import re
+import time
 import uuid
 from urllib.parse import quote, urlsplit
 
@@ -37,6 +43,7 @@ from django.utils.cache import get_conditional_response
 
 from phr.sharing import doctor
 from phr.vault.models import Instance, Series, Study
+from viewer import securelink
 
 DICOM_CONTENT_TYPE = "application/dicom"
 # The bytes under a key never change (the key holds their SHA-256), so a browser may keep them
@@ -225,7 +232,11 @@ def local_path(key: str) -> str | None:
 def instance_response(request, instance: Instance) -> HttpResponse:
     path = local_path(instance.storage_key)
     if path is None:
-        return _presigned_redirect(instance)
+        return _signed_redirect(default_storage.url(instance.storage_key))
+    if securelink.enabled():
+        # Checked before X-Accel-Redirect on purpose: with both set, nginx serves the bytes
+        # without a second trip through Django.
+        return _signed_redirect(securelink.url(instance.storage_key))
     etag = etag_for(instance)
     not_modified = get_conditional_response(request, etag=etag)
     if not_modified is not None:
@@ -236,8 +247,8 @@ def instance_response(request, instance: Instance) -> HttpResponse:
     return _stream(request, path, instance.size, etag)
 
 
-def _presigned_redirect(instance: Instance) -> HttpResponse:
-    response = HttpResponseRedirect(default_storage.url(instance.storage_key))
+def _signed_redirect(url: str) -> HttpResponse:
+    response = HttpResponseRedirect(url)
     # The signed URL expires in minutes: neither the browser nor a proxy may keep this answer.
     response["Cache-Control"] = "no-store"
     return response
@@ -315,8 +326,8 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
     answer, in the order asked; 404 if any of them isn't in the study.
 
     File system: the files back to back (`X-Instance-Sizes` lists their lengths, so the browser
-    can split them as they arrive). S3: `{"urls": [...]}`, their presigned URLs. Neither is
-    cached.
+    can split them as they arrive). S3: `{"urls": [...]}`, their presigned URLs; behind nginx
+    with secure links, the same form with nginx's signed URLs. The answer itself is not cached.
     """
     found = {
         instance.pk: instance
@@ -328,9 +339,13 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
         raise Http404("No such image in this study.")
     keys = [found[pk].storage_key for pk in ids]
     if local_path(keys[0]) is None:
-        response = JsonResponse({"urls": [default_storage.url(key) for key in keys]})
-        response["Cache-Control"] = "no-store"
-        return response
+        # Every presigned URL is new (it carries the time it was signed): not worth storing.
+        return _url_list([default_storage.url(key) for key in keys], cacheable=False)
+    if securelink.enabled():
+        # One clock reading for the whole batch, so that its URLs all expire together; they
+        # repeat for a few minutes (securelink.EXPIRY_STEP_SECONDS), so the browser keeps them.
+        now = time.time()
+        return _url_list([securelink.url(key, now) for key in keys], cacheable=True)
     paths = [default_storage.path(key) for key in keys]
     try:
         sizes = [os.stat(path).st_size for path in paths]
@@ -347,6 +362,14 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
     # tenth of the time the whole stack takes to load.
     response["Cache-Control"] = "private, no-store"
     response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _url_list(urls: list[str], cacheable: bool) -> HttpResponse:
+    # `cacheable` tells the viewer's fetcher (static/viewer/fetcher.js) whether the browser may
+    # keep the files these URLs bring.
+    response = JsonResponse({"urls": urls, "cacheable": cacheable})
+    response["Cache-Control"] = "no-store"  # the URLs in it expire
     return response
 
 

@@ -22,9 +22,9 @@ async function fetchBatch(filesUrl, ids, arrived) {
   const response = await fetch(`${filesUrl}?ids=${ids.join(',')}`, { credentials: 'same-origin' });
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
   if ((response.headers.get('Content-Type') || '').startsWith('application/json')) {
-    const { urls } = await response.json();
+    const { urls, cacheable } = await response.json();
     if (urls?.length !== ids.length) throw new Error('the batch listed other files');
-    await fetchLinks(urls, arrived);
+    await fetchLinks(urls, Boolean(cacheable), arrived);
     return;
   }
   const sizes = (response.headers.get('X-Instance-Sizes') || '').split(',').map(Number);
@@ -34,18 +34,24 @@ async function fetchBatch(filesUrl, ids, arrived) {
   await splitStream(response.body, sizes, arrived);
 }
 
-// Presigned URLs fetched at once per batch: with two batches in flight, a browser's six
-// connections to the object store.
+// Signed URLs (S3 presigned, or nginx secure links) fetched at once per batch: with two batches
+// in flight, a browser's six connections to the object store or nginx.
 const LINKS_AT_ONCE = 3;
 
-async function fetchLinks(urls, arrived) {
+async function fetchLinks(urls, cacheable, arrived) {
   let next = 0;
   async function fetchSome() {
     while (next < urls.length) {
       const index = next;
       next += 1;
-      // Not kept by the browser: a presigned URL is never asked for twice.
-      const response = await fetch(urls[index], { cache: 'no-store', credentials: 'omit' });
+      // A presigned S3 URL is never asked for twice, so keeping its file only costs the browser
+      // time; an nginx secure link repeats for a few minutes (the server says `cacheable`), so
+      // a study opened again soon comes from the cache. No cookies: the signature is the
+      // authorisation, whether the URL is the object store's or our own origin's.
+      const response = await fetch(urls[index], {
+        cache: cacheable ? 'default' : 'no-store',
+        credentials: 'omit',
+      });
       if (!response.ok) throw new Error(`the image store answered ${response.status}`);
       arrived(index, await response.arrayBuffer());
     }
