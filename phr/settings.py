@@ -71,6 +71,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it (rate limits, axes, the access log) sees the client's address.
+    "phr.core.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -366,7 +368,12 @@ SECURE_HSTS_SECONDS = envint("PHR_HSTS_SECONDS", 365 * 24 * 3600)
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
-if envbool("PHR_BEHIND_PROXY", False):
+# Behind nginx or a load balancer: the scheme and the client's address come from the
+# X-Forwarded-* headers the proxies add (phr/core/middleware.py). PHR_PROXY_COUNT: how many
+# proxies, each appending to X-Forwarded-For, stand between the client and gunicorn.
+PHR_BEHIND_PROXY = envbool("PHR_BEHIND_PROXY", False)
+PHR_PROXY_COUNT = envint("PHR_PROXY_COUNT", 1)
+if PHR_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 CONTENT_SECURITY_POLICY = {
