@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.http import (
     FileResponse,
     Http404,
@@ -42,6 +43,7 @@ from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
 from phr.sharing import doctor
+from phr.vault.indexing import db_uuid
 from phr.vault.models import Instance, Series, Study
 from viewer import securelink
 
@@ -329,15 +331,10 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
     can split them as they arrive). S3: `{"urls": [...]}`, their presigned URLs; behind nginx
     with secure links, the same form with nginx's signed URLs. The answer itself is not cached.
     """
-    found = {
-        instance.pk: instance
-        for instance in Instance.objects.filter(series__study=study, pk__in=ids).only(
-            "id", "storage_key"
-        )
-    }
-    if len(found) != len(ids):
+    keys_by_id = _storage_keys(study, ids)
+    if len(keys_by_id) != len(ids):
         raise Http404("No such image in this study.")
-    keys = [found[pk].storage_key for pk in ids]
+    keys = [keys_by_id[db_uuid(pk)] for pk in ids]
     if local_path(keys[0]) is None:
         # Every presigned URL is new (it carries the time it was signed): not worth storing.
         return _url_list([default_storage.url(key) for key in keys], cacheable=False)
@@ -363,6 +360,22 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
     response["Cache-Control"] = "private, no-store"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _storage_keys(study: Study, ids: list[uuid.UUID]) -> dict:
+    """{instance id as the database stores it: storage key} of those of `ids` in `study`.
+
+    In SQL: building this query through the ORM (50 UUID lookups, a join) cost more than half
+    of a batch request's time in the view, profiled, and a batch is what Django does per 50
+    images served behind nginx or S3."""
+    marks = ", ".join(["%s"] * len(ids))  # placeholders only: the IDs go as parameters
+    query = (
+        "SELECT i.id, i.storage_key FROM vault_instance i JOIN vault_series s"  # noqa: S608
+        f" ON s.id = i.series_id WHERE s.study_id = %s AND i.id IN ({marks})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [db_uuid(study.pk), *(db_uuid(pk) for pk in ids)])
+        return dict(cursor.fetchall())
 
 
 def _url_list(urls: list[str], cacheable: bool) -> HttpResponse:
