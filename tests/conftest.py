@@ -29,13 +29,24 @@ def _fast_and_isolated(settings, tmp_path):
     # Hashing passwords at full strength costs seconds per test and proves nothing here.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if settings.STORAGE_BACKEND == "filesystem":
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": tmp_path / "media", "base_url": None},
-            },
-        }
+        _media_in(settings, tmp_path)
+
+
+@pytest.fixture
+def file_system_storage(settings, tmp_path):
+    """Files in this test's folder, even in the production-like run: for tests about what only
+    a file-system vault does (streaming, Range, nginx)."""
+    _media_in(settings, tmp_path)
+
+
+def _media_in(settings, folder) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": folder / "media", "base_url": None},
+        },
+    }
 
 
 def wait_for_fresh_totp_window(min_seconds_left: float = 6.0) -> None:

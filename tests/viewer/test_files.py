@@ -13,16 +13,8 @@ from phr.vault.models import Instance
 from tests.support.vaultdata import ingest_path
 from viewer.services import MAX_BATCH
 
-
-@pytest.fixture(autouse=True)
-def _file_system_storage(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "media", "base_url": None},
-        },
-    }
+# The batch endpoint's file-system form; its S3 form is tested in test_s3.py.
+pytestmark = pytest.mark.usefixtures("file_system_storage")
 
 
 def files_url(study, instances):

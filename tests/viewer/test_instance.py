@@ -10,18 +10,9 @@ from pydicom.data import get_testdata_file
 
 from tests.support.vaultdata import ingest_path
 
-
-@pytest.fixture(autouse=True)
-def _file_system_storage(settings, tmp_path):
-    """These tests are about streaming from the file system, so they pin it even in the
-    production-like run; the S3 redirect has its own tests (test_s3.py)."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "media", "base_url": None},
-        },
-    }
+# About streaming from the file system: pinned even in the production-like run; the S3
+# redirect has its own tests (test_s3.py).
+pytestmark = pytest.mark.usefixtures("file_system_storage")
 
 
 @pytest.fixture

@@ -26,16 +26,8 @@ SECRET = "test-secure-link-secret-0123456789abcdef"
 PREFIX = "/vault-files/"
 
 
-@pytest.fixture(autouse=True)
-def _file_system_storage(settings, tmp_path):
-    """Secure links are for files on this machine: pinned even in the production-like run."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "media", "base_url": None},
-        },
-    }
+# Secure links are for files on this machine: pinned even in the production-like run.
+pytestmark = pytest.mark.usefixtures("file_system_storage")
 
 
 @pytest.fixture(autouse=True)
