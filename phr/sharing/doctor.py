@@ -49,6 +49,19 @@ def add_grant(request, share: Share, visitor: str) -> None:
     request.session[VISITOR_SESSION_KEY] = visitor
 
 
+def refusal_logged(request, share: Share) -> bool:
+    return bool(_grants(request).get(str(share.pk), {}).get("refusal_logged"))
+
+
+def note_refusal_logged(request, shares) -> None:
+    """Remember that these ended shares' refusal is in the access log, while their grants stay
+    so that the doctor's pages can still say plainly that the share has ended."""
+    grants = {key: dict(value) for key, value in _grants(request).items()}
+    for share in shares:
+        grants[str(share.pk)]["refusal_logged"] = True
+    request.session[GRANTS_SESSION_KEY] = grants
+
+
 def drop_grants(request, share_ids) -> None:
     grants = {key: value for key, value in _grants(request).items() if key not in share_ids}
     request.session[GRANTS_SESSION_KEY] = grants

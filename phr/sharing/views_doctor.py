@@ -130,13 +130,8 @@ def doctor_required(view):
     def wrapper(request, *args, **kwargs):
         if request.user.is_authenticated:
             return _signed_in_patient(request)
-        check = doctor.check_grants(request)
-        if check.ended or check.gone:
-            doctor.drop_grants(request, [str(s.pk) for s in check.ended] + check.gone)
+        check = services.refuse_ended_grants(request, forget=True)
         if check.ended:
-            client = services.Client.from_request(request, visitor=doctor.visitor_tag(request))
-            for share in check.ended:
-                services.refused_after_end(share, client)
             context = {"ended": check.ended, "others": bool(check.live)}
             return render(request, "sharing/doctor/ended.html", context, status=410)
         if not check.live:

@@ -12,9 +12,11 @@ Two kinds of caller:
   on every call, so a revoked or expired share stops working on the very next request.
 """
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from phr.sharing import doctor
+from phr.sharing import services as sharing_services
 from phr.vault.models import Document, Instance, Series, Study
 
 
@@ -36,22 +38,24 @@ def _openable_studies(request):
 
 
 def get_study_or_404(request, study_id) -> Study:
-    return get_object_or_404(_openable_studies(request), pk=study_id)
+    return _get_or_404(request, _openable_studies(request), study_id)
 
 
 def get_series_or_404(request, series_id) -> Series:
-    return get_object_or_404(
+    return _get_or_404(
+        request,
         Series.objects.select_related("study").filter(study__in=_openable_studies(request)),
-        pk=series_id,
+        series_id,
     )
 
 
 def get_instance_or_404(request, instance_id) -> Instance:
-    return get_object_or_404(
+    return _get_or_404(
+        request,
         Instance.objects.select_related("series__study").filter(
             series__study__in=_openable_studies(request)
         ),
-        pk=instance_id,
+        instance_id,
     )
 
 
@@ -63,4 +67,16 @@ def visible_documents(request):
 
 
 def get_document_or_404(request, document_id) -> Document:
-    return get_object_or_404(visible_documents(request), pk=document_id)
+    return _get_or_404(request, visible_documents(request), document_id)
+
+
+def _get_or_404(request, queryset, pk):
+    try:
+        return get_object_or_404(queryset, pk=pk)
+    except Http404:
+        if not request.user.is_authenticated:
+            # A doctor whose share has just ended (the viewer keeps asking for images): the
+            # patient's access log shows the refusal, once, as it does for the doctor's pages,
+            # which then still tell the doctor that the share has ended.
+            sharing_services.refuse_ended_grants(request, forget=False)
+        raise

@@ -56,3 +56,7 @@ def test_revoking_stops_the_doctors_viewer_on_the_next_request(doctor, patient, 
     assert doctor.get(instance_url).status_code == 404
     assert doctor.get(batch_url).status_code == 404
     assert doctor.get(reverse("viewer:study", args=[ct.id])).status_code == 404
+    # The patient sees the refusal in the access log, once (the browser's grant is then gone).
+    refused = AccessEvent.objects.filter(share=share, kind=Event.REFUSED)
+    assert refused.count() == 1
+    assert refused.get().ip
