@@ -32,6 +32,16 @@ def _fast_and_isolated(settings, tmp_path):
         _media_in(settings, tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def upload_temp_dir(settings, tmp_path):
+    """Each test's own upload temp folder. check_vault sweeps that folder for stale files of
+    ours; in one shared by other tests and runs it would find (and with --fix remove) theirs."""
+    folder = tmp_path / "upload-temp"
+    folder.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
+    return folder
+
+
 @pytest.fixture
 def file_system_storage(settings, tmp_path):
     """Files in this test's folder, even in the production-like run: for tests about what only

@@ -22,14 +22,6 @@ from tests.support.vaultdata import ingest_path
 DAY = 24 * 3600
 
 
-@pytest.fixture(autouse=True)
-def upload_temp_dir(settings, tmp_path):
-    folder = tmp_path / "upload-temp"
-    folder.mkdir()
-    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
-    return folder
-
-
 def check(owner, *args) -> str:
     out = io.StringIO()
     call_command("check_vault", "--owner", owner.email, *args, stdout=out)
