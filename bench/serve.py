@@ -10,7 +10,7 @@ the list over and over, for a fixed time each:
 
   (a) nginx serving the same files statically: the reference, measured before and after (b);
   (b) secure links: the signed URLs the viewer's batch endpoint hands out, served by nginx;
-  (b+) the same, plus the batch requests themselves (one per 50 files, with the patient's
+  (b+) the same, plus the batch requests themselves (one per 100 files, with the patient's
        session cookie), interleaved as the viewer makes them: Django's authorisation amortised
        as in the viewer. Only files are counted as served;
   (c) X-Accel-Redirect: /viewer/instances/<id>/, authorised by Django on every request;
@@ -42,11 +42,11 @@ from tests.support import nginx as nginx_support
 WRK = "/usr/bin/wrk"
 SECURE_PREFIX = "/vault-files/"
 ACCEL_PREFIX = "/protected-media/"
-BATCH = 50  # viewer.services.MAX_BATCH: files per batch request
+BATCH = 100  # viewer.services.LINKS_PER_BATCH: links per batch request
 
 # Each wrk thread walks the list of paths from its own starting point. Every `every` requests
 # (0: never) it asks for one of the `extra` paths instead, with the cookie: the viewer's batch
-# request before 50 files. No response() callback: handing each body to Lua would make wrk,
+# request before 100 files. No response() callback: handing each body to Lua would make wrk,
 # not the server, the bottleneck.
 WRK_SCRIPT = """
 local paths, extra, every, cookie = {}, {}, 0, nil
@@ -185,6 +185,7 @@ def site_behind_nginx(env: dict, mode_env: dict, workdir: Path, reference: Path,
 
 
 def batch_paths(study_id: str, ids: list[str]) -> list[str]:
+    ids = [pk.replace("-", "") for pk in ids]  # as the viewer sends them
     return [
         f"/viewer/study/{study_id}/files/?ids={','.join(ids[start : start + BATCH])}"
         for start in range(0, len(ids), BATCH)

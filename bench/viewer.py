@@ -172,10 +172,11 @@ def run_backend(kind: str, files: list[Path], browser) -> dict:
 
 def presigned_urls(client, listing: dict) -> list[str]:
     """The object store URLs of the first series' files, asked for as the viewer asks."""
-    ids = [image["id"] for image in listing["series"][0]["images"]]
+    ids = [image["id"].replace("-", "") for image in listing["series"][0]["images"]]
+    step = listing["study"]["files_per_batch"]
     urls = []
-    for start in range(0, len(ids), 50):
-        query = ",".join(ids[start : start + 50])
+    for start in range(0, len(ids), step):
+        query = ",".join(ids[start : start + step])
         _, _, body = client.request("GET", f"{listing['study']['files_url']}?ids={query}")
         urls += json.loads(body)["urls"]
     return urls

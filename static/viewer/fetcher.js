@@ -19,7 +19,9 @@ self.addEventListener('message', async ({ data: { batch, filesUrl, ids } }) => {
 });
 
 async function fetchBatch(filesUrl, ids, arrived) {
-  const response = await fetch(`${filesUrl}?ids=${ids.join(',')}`, { credentials: 'same-origin' });
+  // Without their dashes, 100 IDs still fit in the request line a server accepts.
+  const query = ids.map((id) => id.replaceAll('-', '')).join(',');
+  const response = await fetch(`${filesUrl}?ids=${query}`, { credentials: 'same-origin' });
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
   if ((response.headers.get('Content-Type') || '').startsWith('application/json')) {
     const { urls, cacheable } = await response.json();

@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 
 from phr.vault.models import Instance
 from tests.support.vaultdata import ingest_path
-from viewer.services import MAX_BATCH
+from viewer.services import FILES_PER_STREAMED_BATCH, MAX_BATCH
 
 # The batch endpoint's file-system form; its S3 form is tested in test_s3.py.
 pytestmark = pytest.mark.usefixtures("file_system_storage")
@@ -50,9 +50,30 @@ def test_owner_gets_the_files_back_to_back_in_the_order_asked(patient_client, cd
     assert b"".join(response.streaming_content) == b"".join(expected)
 
 
-def test_the_study_page_lists_where_to_ask(patient_client, ct_study):
+def test_the_study_page_lists_where_to_ask_and_how_many_at_once(patient_client, ct_study):
     data = patient_client.get(reverse("viewer:study_images", args=[ct_study.id])).json()
     assert data["study"]["files_url"] == reverse("viewer:study_files", args=[ct_study.id])
+    assert data["study"]["files_per_batch"] == FILES_PER_STREAMED_BATCH
+
+
+def test_ids_may_come_without_their_dashes(patient_client, cd_studies):
+    # How the viewer sends them, so that a full batch fits in a request line.
+    series = biggest_series(cd_studies)
+    instances = list(series.instances.all())
+    ids = ",".join(instance.id.hex for instance in instances)
+    response = patient_client.get(
+        f"{reverse('viewer:study_files', args=[series.study.id])}?ids={ids}"
+    )
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"".join(map(stored_bytes, instances))
+
+
+def test_a_full_batch_fits_in_the_request_line_gunicorn_accepts(ct_study):
+    from gunicorn.config import LimitRequestLine
+
+    ids = ",".join(uuid.uuid4().hex for _ in range(MAX_BATCH))
+    line = f"GET {reverse('viewer:study_files', args=[ct_study.id])}?ids={ids} HTTP/1.1"
+    assert len(line) <= LimitRequestLine.default
 
 
 def test_an_image_of_another_study_is_404_for_the_whole_batch(patient_client, patient, ct_study):

@@ -10,6 +10,7 @@ from pydicom.data import get_testdata_file
 
 from tests.support.seaweed import SeaweedS3
 from tests.support.vaultdata import ingest_path
+from viewer.services import LINKS_PER_BATCH
 
 pytestmark = pytest.mark.s3
 
@@ -87,3 +88,6 @@ def test_a_batch_is_presigned_urls_that_serve_the_same_bytes(on_s3, patient_clie
     assert data[128:] == Path(get_testdata_file("CT_small.dcm")).read_bytes()[128:]
     # Nothing of another study, even the patient's own.
     assert patient_client.get(f"{url}?ids={mr.instance.id}").status_code == 404
+    # Links are cheap to hand out: the viewer asks for more of them per batch.
+    listing = patient_client.get(reverse("viewer:study_images", args=[ct.study.id])).json()
+    assert listing["study"]["files_per_batch"] == LINKS_PER_BATCH

@@ -21,6 +21,7 @@ from tests.sharing.conftest import make_share, open_with_code
 from tests.support import nginx as nginx_support
 from tests.support.vaultdata import ingest_path
 from viewer import securelink
+from viewer.services import FILES_PER_STREAMED_BATCH, LINKS_PER_BATCH
 
 SECRET = "test-secure-link-secret-0123456789abcdef"
 PREFIX = "/vault-files/"
@@ -205,7 +206,7 @@ def test_a_batch_is_the_links_of_its_files_in_order(nginx, patient_client, cd_st
     )
     instances = list(series.instances.order_by("-instance_number"))
     assert len(instances) > 1
-    ids = ",".join(str(instance.id) for instance in instances)
+    ids = ",".join(instance.id.hex for instance in instances)  # as the viewer sends them
     response = patient_client.get(
         f"{reverse('viewer:study_files', args=[series.study.id])}?ids={ids}"
     )
@@ -219,6 +220,12 @@ def test_a_batch_is_the_links_of_its_files_in_order(nginx, patient_client, cd_st
         status, _, body = nginx.get(url)
         assert status == 200
         assert sha256(body) == instance.sha256
+
+
+def test_the_viewer_asks_for_more_links_per_batch_than_files(nginx, patient_client, instance):
+    url = reverse("viewer:study_images", args=[instance.series.study.id])
+    data = patient_client.get(url).json()
+    assert data["study"]["files_per_batch"] == LINKS_PER_BATCH > FILES_PER_STREAMED_BATCH
 
 
 def test_another_patient_and_a_visitor_get_404_and_no_link(client, other_patient, instance):
