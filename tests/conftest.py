@@ -1,12 +1,15 @@
 import os
 import time
+import uuid
 
 import pyotp
 import pytest
+from django.core.files.storage import default_storage
 from django.urls import reverse
 from pydicom.data import get_testdata_file
 
 from tests.factories import PASSWORD, UserFactory, enrol_totp
+from tests.support.seaweed import SeaweedS3
 from tests.support.vaultdata import dicomdir_tree, ingest_path, ingest_tree
 
 # Playwright's sync API runs an event loop in the test thread; the Django ORM calls the tests
@@ -47,6 +50,35 @@ def file_system_storage(settings, tmp_path):
     """Files in this test's folder, even in the production-like run: for tests about what only
     a file-system vault does (streaming, Range, nginx)."""
     _media_in(settings, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedded_run_seaweed():
+    """A SeaweedFS for the embedded run's tests about what only S3 has; started on first use."""
+    server = SeaweedS3(bucket="phr-embedded-run").start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def s3_storage(settings, request):
+    """S3 for this test in both runs (for what only S3 has, such as multipart uploads): the
+    production-like run's SeaweedFS, or one started for the embedded run. The bucket is the
+    test's own: on SQLite a rolled-back test hands the next one the same owner id."""
+    current = settings.STORAGES["default"]
+    if current["BACKEND"].endswith("S3Storage"):
+        options = current["OPTIONS"]
+    else:
+        options = request.getfixturevalue("embedded_run_seaweed").storage_options()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**options, "bucket_name": f"phr-test-{uuid.uuid4().hex[:12]}"},
+        },
+    }
+    default_storage.bucket.meta.client.create_bucket(Bucket=default_storage.bucket_name)
+    return default_storage
 
 
 def _media_in(settings, folder) -> None:

@@ -5,8 +5,10 @@ Order matters:
   1. stop shares and deposit codes first, in their own commit: even if anything later fails,
      nobody can open or send anything any more;
   2. delete the rows in one transaction (the user row cascades to studies, series, images,
-     documents, shares and their logs, deposit codes, email addresses, authenticators);
-  3. only then delete the blobs (everything under the account's storage folders), so a
+     documents, shares and their logs, deposit codes, email addresses, authenticators), and
+     every session signed in as the patient (other browsers and devices);
+  3. only then delete the blobs (everything under the account's storage folders, and on S3
+     any incomplete multipart upload there, whose parts hold the patient's bytes too), so a
      failure in 2 loses nothing; any blob that can't be removed is counted on the record and
      left for `check_vault --fix` (it is an orphan now).
 """
@@ -21,6 +23,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.sessions import delete_sessions_of
 from phr.hospital.models import DepositCode
 from phr.rights.models import ErasureRecord
 from phr.sharing.models import Share
@@ -56,6 +59,7 @@ def erase_account(user) -> ErasureRecord:
         # Login-attempt logs carry the email address: they go too.
         for model in (AccessAttempt, AccessLog, AccessFailureLog):
             model.objects.filter(username__iexact=email).delete()
+        delete_sessions_of(user)
         user.delete()
         record.save()
 
@@ -67,7 +71,8 @@ def erase_account(user) -> ErasureRecord:
 
 
 def _delete_blobs(folders: list[str]) -> int:
-    """Delete everything stored under the account's folders; returns how many could not go."""
+    """Delete everything stored under the account's folders, finished or not; returns how
+    many blobs and incomplete uploads could not go."""
     failed = 0
     for folder in folders:
         for key in list(blobs.keys_under(folder)):
@@ -76,6 +81,23 @@ def _delete_blobs(folders: list[str]) -> int:
             except Exception:
                 failed += 1
                 log.exception("erasure: could not delete blob %s", key)
+        failed += _abort_incomplete_uploads(folder)
+    return failed
+
+
+def _abort_incomplete_uploads(folder: str) -> int:
+    failed = 0
+    try:
+        uploads = list(blobs.incomplete_uploads_under(folder))
+    except Exception:
+        log.exception("erasure: could not list incomplete uploads under %s", folder)
+        return 1
+    for upload in uploads:
+        try:
+            blobs.abort_incomplete_upload(upload)
+        except Exception:
+            failed += 1
+            log.exception("erasure: could not abort the incomplete upload of %s", upload.key)
     return failed
 
 

@@ -2,10 +2,21 @@
 
 Keys are derived from the owner and the SHA-256 of the stored bytes, never from an uploaded
 file name, so the same code works on the file system and on S3, and a name can't traverse.
+
+S3 adds one kind of leftover the storage API can't see: an incomplete multipart upload (a big
+file whose upload stopped part-way when the object store or our process died). Its parts take
+space and hold the patient's bytes, yet no listing of objects shows them; the functions at the
+end find and abort them.
 """
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from botocore.exceptions import ClientError
 from django.core.files import File
 from django.core.files.storage import default_storage
+from storages.backends.s3 import S3Storage
 
 from phr.vault.models import Document, Instance
 
@@ -63,3 +74,63 @@ def delete_if_unreferenced(key: str) -> bool:
         return False
     default_storage.delete(key)
     return True
+
+
+# --- incomplete multipart uploads (S3 only) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    key: str  # as the storage names it, like every other key here
+    upload_id: str
+    initiated: datetime
+
+    def describe(self) -> str:
+        return (
+            f"{self.key} (upload {self.upload_id[:16]}…, started {self.initiated:%Y-%m-%d %H:%M})"
+        )
+
+
+def incomplete_uploads_under(folder: str, storage=None) -> Iterator[IncompleteUpload]:
+    """Multipart uploads begun below `folder` and neither completed nor aborted. None on the
+    file system, which writes in place (a cut write leaves a file there, listed as usual)."""
+    storage = storage or default_storage
+    if not isinstance(storage, S3Storage):
+        return
+    client = storage.bucket.meta.client
+    # The trailing slash keeps "vault/1" from matching the uploads of owner 10.
+    prefix = _bucket_key(storage, folder.rstrip("/") + "/")
+    pages = client.get_paginator("list_multipart_uploads").paginate(
+        Bucket=storage.bucket_name, Prefix=prefix
+    )
+    for page in pages:
+        for upload in page.get("Uploads", []):
+            yield IncompleteUpload(
+                _storage_key(storage, upload["Key"]), upload["UploadId"], upload["Initiated"]
+            )
+
+
+def abort_incomplete_upload(upload: IncompleteUpload, storage=None) -> None:
+    """Drop an incomplete upload and its parts. One that finished or was aborted meanwhile is
+    already gone, which is what was wanted."""
+    storage = storage or default_storage
+    try:
+        storage.bucket.meta.client.abort_multipart_upload(
+            Bucket=storage.bucket_name,
+            Key=_bucket_key(storage, upload.key),
+            UploadId=upload.upload_id,
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise
+
+
+def _bucket_key(storage, key: str) -> str:
+    """The object key in the bucket: django-storages puts its `location` (if any) in front."""
+    location = (getattr(storage, "location", "") or "").strip("/")
+    return f"{location}/{key}" if location else key
+
+
+def _storage_key(storage, bucket_key: str) -> str:
+    location = (getattr(storage, "location", "") or "").strip("/")
+    return bucket_key.removeprefix(f"{location}/") if location else bucket_key

@@ -1,36 +1,39 @@
 """Check that the vault's blobs and rows agree (`manage.py check_vault`).
 
-Four things can go wrong, and only two of them are safe to repair by machine:
+Six things can go wrong, and only the leftovers are safe to repair by machine:
   - orphan blobs (a blob under `vault/` that no row references): left by an ingest that
     failed after storing and could not clean up. `fix` removes those older than the grace
     period; younger ones may belong to an ingest still committing its rows.
-  - stale temp files of ours (name starts with `upload_temp_prefix()`) in the upload temp
-    folder: `fix` removes those older than the grace period.
+  - unreferenced thumbnails (under `thumbs/`, drawn from bytes no instance holds any more):
+    `fix` removes them past the grace period too. A missing thumbnail is never a problem: it
+    is drawn again when a page asks for it.
+  - incomplete multipart uploads (S3 only): a big blob whose upload stopped part-way when the
+    object store or our process died. Its parts are invisible to listings but hold the
+    patient's bytes; `fix` aborts those begun before the grace period.
+  - stale temp files our processes leave when killed (see phr.vault.tempfiles) in the upload
+    temp folder: `fix` removes those older than the grace period.
   - missing blobs (a row whose blob is gone) and checksum mismatches: data was lost or
     damaged. Only a person can decide what to restore, so these are reported, never touched.
 
-Everything goes through Django's storage API, so the same code checks the file system and S3.
+Everything goes through Django's storage API (and, for multipart uploads, the S3 client that
+storage holds), so the same code checks the file system and S3.
 """
 
 import hashlib
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from phr.vault import blobs
+from phr.vault import blobs, tempfiles, thumbnails
 from phr.vault.models import Document, Instance
 
 VAULT_ROOT = "vault"
+THUMBS_ROOT = "thumbs"
 DEFAULT_GRACE_SECONDS = 24 * 3600
 HASH_CHUNK = 1024 * 1024
-# Upload code that leaves named temp files should start their names with this, so that the
-# checker can tell them from anything else sharing the temp folder.
-DEFAULT_UPLOAD_TEMP_PREFIX = "phr-upload-"
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,16 @@ class Report:
     fixed: bool = False
     blobs_seen: int = 0
     rows_seen: int = 0
+    thumbnails_seen: int = 0
     orphans: list[str] = field(default_factory=list)  # past grace and still there
     pending_orphans: list[str] = field(default_factory=list)  # within grace: left alone
     removed_orphans: list[str] = field(default_factory=list)
+    orphan_thumbnails: list[str] = field(default_factory=list)
+    pending_thumbnails: list[str] = field(default_factory=list)
+    removed_thumbnails: list[str] = field(default_factory=list)
+    incomplete_uploads: list[blobs.IncompleteUpload] = field(default_factory=list)
+    pending_uploads: list[blobs.IncompleteUpload] = field(default_factory=list)
+    aborted_uploads: list[blobs.IncompleteUpload] = field(default_factory=list)
     missing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> rows
     mismatches: list[Mismatch] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)  # key -> error
@@ -71,6 +81,8 @@ class Report:
         """What still needs attention after this run; pending items within grace don't."""
         return (
             len(self.orphans)
+            + len(self.orphan_thumbnails)
+            + len(self.incomplete_uploads)
             + len(self.missing)
             + len(self.mismatches)
             + len(self.unreadable)
@@ -94,26 +106,39 @@ def check_vault(
     now: datetime | None = None,
 ) -> Report:
     """Compare rows with blobs (of one owner, or everybody's) and the temp folder with the
-    clock; with `fix`, remove orphans and stale temp files older than `grace_seconds`."""
+    clock; with `fix`, remove leftovers (orphan blobs and thumbnails, incomplete uploads,
+    stale temp files) older than `grace_seconds`."""
     storage = storage or default_storage
     now = now or timezone.now()
     report = Report(grace_seconds=grace_seconds, owner_id=owner_id, fixed=fix)
+    vault_root, thumbs_root = _scoped(VAULT_ROOT, owner_id), _scoped(THUMBS_ROOT, owner_id)
 
     # Rows first, then the listing: an ingest stores its blob before committing its rows, so
     # in this order a file arriving mid-check looks like a young orphan (protected by the
-    # grace period), never like a row without a blob.
+    # grace period), never like a row without a blob. Thumbnails are drawn after their row.
     rows = referenced_rows(owner_id)
-    root = f"{VAULT_ROOT}/{owner_id}" if owner_id is not None else VAULT_ROOT
-    listed = set(blobs.keys_under(root, storage))
+    wanted_thumbnails = thumbnails.referenced_thumbnail_keys(owner_id)
+    listed = set(blobs.keys_under(vault_root, storage))
+    listed_thumbnails = set(blobs.keys_under(thumbs_root, storage))
     report.rows_seen = sum(len(found) for found in rows.values())
     report.blobs_seen = len(listed)
+    report.thumbnails_seen = len(listed_thumbnails)
 
     for key in sorted(rows):
         _check_referenced(storage, key, rows[key], key in listed, report)
     for key in sorted(listed - rows.keys()):
         _check_orphan(storage, key, now, grace_seconds, fix, report)
-    _check_temp_files(upload_temp_dir(), now, grace_seconds, fix, report)
+    for key in sorted(listed_thumbnails - wanted_thumbnails):
+        _check_thumbnail(storage, key, now, grace_seconds, fix, report)
+    for root in (vault_root, thumbs_root):
+        for upload in blobs.incomplete_uploads_under(root, storage):
+            _check_incomplete_upload(storage, upload, now, grace_seconds, fix, report)
+    _check_temp_files(tempfiles.upload_temp_dir(), now, grace_seconds, fix, report)
     return report
+
+
+def _scoped(root: str, owner_id) -> str:
+    return f"{root}/{owner_id}" if owner_id is not None else root
 
 
 # --- rows and blobs ------------------------------------------------------------------------------
@@ -194,6 +219,37 @@ def _check_orphan(storage, key: str, now, grace_seconds: int, fix: bool, report:
             report.missing[key] = ("a row committed while the blob was removed",)
 
 
+def _check_thumbnail(storage, key: str, now, grace_seconds: int, fix: bool, report: Report) -> None:
+    # Re-asked, as for blobs: the image may have been uploaded (again) since the rows were read.
+    if thumbnails.thumbnail_is_referenced(key):
+        return
+    try:
+        modified = storage.get_modified_time(key)
+    except FileNotFoundError:
+        return
+    if _within_grace(now - modified, grace_seconds):
+        report.pending_thumbnails.append(key)
+    elif not fix:
+        report.orphan_thumbnails.append(key)
+    else:
+        # Should its image arrive right now after all, the page draws the thumbnail again.
+        storage.delete(key)
+        report.removed_thumbnails.append(key)
+
+
+def _check_incomplete_upload(
+    storage, upload: blobs.IncompleteUpload, now, grace_seconds: int, fix: bool, report: Report
+) -> None:
+    # Its start is all there is to go by: a young one may be a big upload still under way.
+    if _within_grace(now - upload.initiated, grace_seconds):
+        report.pending_uploads.append(upload)
+    elif not fix:
+        report.incomplete_uploads.append(upload)
+    else:
+        blobs.abort_incomplete_upload(upload, storage)
+        report.aborted_uploads.append(upload)
+
+
 def _within_grace(age: timedelta, grace_seconds: int) -> bool:
     # A grace of 0 means none at all, even for a clock a little ahead of ours.
     return grace_seconds > 0 and age.total_seconds() < grace_seconds
@@ -202,46 +258,19 @@ def _within_grace(age: timedelta, grace_seconds: int) -> bool:
 # --- temp files ----------------------------------------------------------------------------------
 
 
-def upload_temp_dir() -> str:
-    return settings.FILE_UPLOAD_TEMP_DIR
-
-
-def upload_temp_prefix() -> str:
-    return getattr(settings, "PHR_UPLOAD_TEMP_PREFIX", DEFAULT_UPLOAD_TEMP_PREFIX)
-
-
 def _check_temp_files(folder: str, now, grace_seconds: int, fix: bool, report: Report) -> None:
-    """Only plain files with our prefix: the temp folder is shared with everything else."""
-    prefix = upload_temp_prefix()
-    try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        if not entry.is_file(follow_symlinks=False):
-            continue
+    """Only plain files with names our processes use: the folder may be shared."""
+    for entry in tempfiles.leftover_candidates(folder):
         try:
             modified = datetime.fromtimestamp(entry.stat().st_mtime, tz=now.tzinfo)
         except FileNotFoundError:
             continue
         if _within_grace(now - modified, grace_seconds):
             report.pending_temp.append(entry.path)
-        elif fix and _unlink(entry.path):
+        elif fix and tempfiles.unlink(entry.path):
             report.removed_temp.append(entry.path)
         else:
             report.stale_temp.append(entry.path)
-
-
-def _unlink(path: str) -> bool:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False  # someone else's file (sticky /tmp): reported, not ours to force
-    return True
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -251,8 +280,8 @@ def render(report: Report, examples: int = 10) -> str:
     """A short text for an operator: counts, up to `examples` keys each, what to do next."""
     scope = f"owner {report.owner_id}" if report.owner_id is not None else "all owners"
     lines = [
-        f"Vault check ({scope}): {report.blobs_seen} blobs, {report.rows_seen} rows; "
-        f"grace period {report.grace_seconds} s.",
+        f"Vault check ({scope}): {report.blobs_seen} blobs, {report.rows_seen} rows, "
+        f"{report.thumbnails_seen} thumbnails; grace period {report.grace_seconds} s.",
     ]
 
     def section(title, items, advice=""):
@@ -281,10 +310,25 @@ def render(report: Report, examples: int = 10) -> str:
     fix_hint = "" if report.fixed else "Run with --fix to remove them."
     section("Orphan blobs past the grace period", report.orphans, fix_hint)
     section("Orphan blobs pending, within grace (kept)", report.pending_orphans)
+    section("Unreferenced thumbnails past the grace period", report.orphan_thumbnails, fix_hint)
+    section("Unreferenced thumbnails pending, within grace (kept)", report.pending_thumbnails)
+    section(
+        "Incomplete multipart uploads past the grace period",
+        [upload.describe() for upload in report.incomplete_uploads],
+        "" if report.fixed else "Run with --fix to abort them.",
+    )
+    section(
+        "Incomplete multipart uploads pending, within grace (kept)",
+        [upload.describe() for upload in report.pending_uploads],
+    )
     section("Stale temp files", report.stale_temp, fix_hint)
     section("Temp files pending, within grace (kept)", report.pending_temp)
     if report.fixed:
         section("Removed orphan blobs", report.removed_orphans)
+        section("Removed unreferenced thumbnails", report.removed_thumbnails)
+        section(
+            "Aborted incomplete uploads", [upload.describe() for upload in report.aborted_uploads]
+        )
         section("Removed temp files", report.removed_temp)
     lines.append("OK." if report.ok else f"{report.problem_count} problem(s) remain.")
     return "\n".join(lines)

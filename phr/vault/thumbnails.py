@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
@@ -55,6 +56,30 @@ def icon_path(modality: str) -> str:
 
 def thumbnail_key(owner_id, sha256: str) -> str:
     return f"thumbs/{owner_id}/{sha256}.png"
+
+
+def thumbnail_is_referenced(key: str) -> bool:
+    """Whether an image still has this thumbnail: an instance of the key's owner holds the
+    bytes it was drawn from. Any other key under `thumbs/` is a leftover."""
+    folder, _, filename = key.rpartition("/")
+    owner, sha256 = folder.removeprefix("thumbs/"), filename.removesuffix(".png")
+    try:
+        owners = Instance.objects.filter(owner_id=owner, sha256=sha256).values_list(
+            "owner_id", flat=True
+        )
+        # Compared as keys: "thumbs/007/…" is not owner 7's thumbnail, though 7 == int("007").
+        return any(thumbnail_key(found, sha256) == key for found in owners[:1])
+    except (TypeError, ValueError, ValidationError):
+        return False  # not an owner id at all: nobody's thumbnail
+
+
+def referenced_thumbnail_keys(owner_id=None) -> set[str]:
+    """The thumbnail key of every instance (of one owner, or everybody's), drawn or not yet."""
+    query = Instance.objects.all()
+    if owner_id is not None:
+        query = query.filter(owner_id=owner_id)
+    pairs = query.order_by().values_list("owner_id", "sha256").distinct()
+    return {thumbnail_key(owner, sha256) for owner, sha256 in pairs.iterator(chunk_size=2000)}
 
 
 def cover_instance(series: Series) -> Instance | None:

@@ -60,6 +60,34 @@ def check_vault(owner, *args) -> tuple[bool, str]:
     return True, out.getvalue()
 
 
-def orphan_count(report: str) -> int:
-    line = next(x for x in report.splitlines() if x.startswith("Orphan blobs past the grace"))
+def section_count(report: str, title: str) -> int:
+    """The count a check_vault report gives in the section starting with `title`."""
+    line = next(x for x in report.splitlines() if x.startswith(title))
     return int(line.rsplit(":", 1)[1])
+
+
+def orphan_count(report: str) -> int:
+    return section_count(report, "Orphan blobs past the grace")
+
+
+# What a fault may leave and `check_vault --fix` removes, as opposed to lost or damaged data.
+LEFTOVER_SECTIONS = (
+    "Orphan blobs past the grace",
+    "Unreferenced thumbnails past the grace",
+    "Incomplete multipart uploads past the grace",
+    "Stale temp files",
+)
+LOSS_SECTIONS = ("Rows without a blob", "Checksum mismatches", "Unreadable blobs")
+
+
+def leftover_count(report: str) -> int:
+    return sum(section_count(report, title) for title in LEFTOVER_SECTIONS)
+
+
+def assert_only_leftovers(report: str) -> None:
+    """A fault may leave leftovers, never lost data: every problem the report counts is one
+    that `--fix` removes."""
+    assert all(section_count(report, title) == 0 for title in LOSS_SECTIONS), report
+    leftovers = leftover_count(report)
+    last_line = report.rstrip().splitlines()[-1]
+    assert last_line == ("OK." if not leftovers else f"{leftovers} problem(s) remain."), report

@@ -6,7 +6,8 @@ Two kinds of storage, each with real faults:
     limit (EFBIG after the first bytes, runs anywhere), and a read-only folder (skipped as
     root, where permissions don't stop writes);
   - S3: a real SeaweedFS of this module's own, killed right before the blob write and in the
-    middle of a multipart upload, then restarted with its data.
+    middle of a multipart upload, then restarted with its data. The cut multipart upload stays
+    on the server, invisible to listings: `check_vault` must report it and `--fix` abort it.
 
 These run on both backends: the storage is the test's own, the database the configured one.
 """
@@ -17,10 +18,12 @@ import threading
 import uuid
 
 import pytest
+from django.core.files.storage import default_storage
 
 from bench.common import synthesize_ct
 from tests.reliability import faults
 from tests.reliability.support import (
+    assert_only_leftovers,
     assert_try_again,
     check_vault,
     only_result,
@@ -29,6 +32,7 @@ from tests.reliability.support import (
     stored_keys,
     upload,
 )
+from tests.support.multipart import incomplete_uploads
 
 LIMIT = 64 * 1024  # the blobs written here are about twice this, or far more
 
@@ -241,5 +245,18 @@ def test_s3_dying_in_the_middle_of_a_multipart_upload(on_own_s3, patient_client,
 
     on_own_s3.restart()
     assert stored_keys(patient) == []
+    # boto's own abort after the failure met a dead server, so the parts that made it are
+    # usually still there: no listing of objects shows them, check_vault must.
+    left = incomplete_uploads(default_storage, "vault/")
+    clean, report = check_vault(patient, "--grace-seconds", "0")
+    section = f"Incomplete multipart uploads past the grace period: {len(left)}\n"
+    assert section in report, report
+    assert all(f"  - {key} (upload {upload_id[:16]}" in report for key, upload_id in left)
+    assert clean == (not left), report
+    assert_only_leftovers(report)
+
+    fixed, report = check_vault(patient, "--fix", "--grace-seconds", "0")
+    assert fixed, report
+    assert incomplete_uploads(default_storage, "vault/") == []
     assert_clean(patient)
     assert_retry_is_stored(patient_client, data, "BIG.dcm")

@@ -1,13 +1,14 @@
 """python manage.py check_vault [--fix] [--grace-seconds N] [--owner EMAIL_OR_ID]
 
-Reports blobs without rows (orphans), rows without blobs, checksum mismatches and stale
-upload temp files (see phr.vault.checker). `--fix` removes orphans and stale temp files older
-than the grace period, nothing else.
+Reports blobs without rows (orphans), thumbnails of images that are gone, incomplete S3
+multipart uploads, rows without blobs, checksum mismatches and stale upload temp files (see
+phr.vault.checker). `--fix` removes the leftovers (orphans, unreferenced thumbnails, stale
+temp files) and aborts the incomplete uploads older than the grace period, nothing else.
 
 Exit status: 0 when nothing needs attention; 1 when any problem remains after the run
-(orphans or temp files past the grace period that were not removed, missing blobs, checksum
-mismatches, unreadable blobs). Orphans still within the grace period are reported as pending
-and do not fail the run: they are most likely an ingest that has not committed its rows yet.
+(leftovers past the grace period that were not removed, missing blobs, checksum mismatches,
+unreadable blobs). Leftovers still within the grace period are reported as pending and do not
+fail the run: they are most likely an ingest that has not committed its rows yet.
 """
 
 from django.core.exceptions import ValidationError
@@ -24,15 +25,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fix",
             action="store_true",
-            help="Remove orphan blobs and stale temp files older than the grace period. "
-            "Missing blobs and checksum mismatches are only ever reported.",
+            help="Remove orphan blobs, unreferenced thumbnails and stale temp files, and abort "
+            "incomplete multipart uploads, older than the grace period. Missing blobs and "
+            "checksum mismatches are only ever reported.",
         )
         parser.add_argument(
             "--grace-seconds",
             type=int,
             default=checker.DEFAULT_GRACE_SECONDS,
             metavar="N",
-            help="Leave orphans and temp files younger than this alone (default: 24 hours).",
+            help="Leave leftovers younger than this alone (default: 24 hours).",
         )
         parser.add_argument(
             "--owner", metavar="EMAIL_OR_ID", help="Check only this owner's blobs and rows."
