@@ -8,7 +8,8 @@ Reference (issue #6), on this machine: STOW-RS target >= 190 instances/s, Orthan
 121-134/s. C-STORE target >= 130 instances/s out of the box; Orthanc does 18/s with its
 defaults (Nagle's algorithm on its sockets) and 129/s with TCP_NODELAY.
 
-    .venv/bin/python bench/push.py [--backend embedded|prod|both] [--stow-clients 1] [--profile]
+    .venv/bin/python bench/push.py [--backend embedded|prod|both] [--method stow|cstore|both]
+        [--stow-clients 1] [--profile]
 """
 
 import argparse
@@ -41,6 +42,8 @@ from common import (
 STOW_TARGET, STOW_ORTHANC = 190, "121-134/s"
 CSTORE_TARGET, CSTORE_ORTHANC = 130, "18/s with its defaults, 129/s with TCP_NODELAY"
 BATCH = 50
+# dcmtk's, by full path: pynetdicom installs tools of the same names in the venv's bin folder.
+STORESCU, ECHOSCU = "/usr/bin/storescu", "/usr/bin/echoscu"
 NODE_AE = "BENCH_PACS"
 BOUNDARY = "bench-boundary-5c1e"
 
@@ -114,7 +117,7 @@ def dicom_listener(env: dict, code: str) -> tuple[int, subprocess.Popen]:
     command = [PYTHON, "manage.py", "dicom_listener", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     # Ready when it answers a C-ECHO (a bare TCP probe would sit as a half-open association).
-    echo = ["echoscu", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
+    echo = [ECHOSCU, "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
@@ -130,7 +133,7 @@ def dicom_listener(env: dict, code: str) -> tuple[int, subprocess.Popen]:
 def cstore(env: dict, code: str, folder: Path, profile: bool) -> float:
     port, process = dicom_listener(env, code)
     try:
-        command = ["storescu", "+sd", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
+        command = [STORESCU, "+sd", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
         with profiled(process.pid, "C-STORE listener") if profile else nullcontext():
             started = time.perf_counter()
             subprocess.run([*command, str(folder)], check=True)
@@ -141,17 +144,20 @@ def cstore(env: dict, code: str, folder: Path, profile: bool) -> float:
         process.wait(timeout=60)
 
 
-def run(kind: str, folder: Path, files: list[Path], stow_clients: int, profile: bool) -> None:
+def run(kind: str, folder: Path, files: list[Path], args) -> None:
     with backend(kind) as env:
         # The patient's emails go nowhere: this measures the push, not a mail server.
         env = {**env, "PHR_EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
         with gunicorn(env) as (port, server):
             ids = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-            with profiled(server.pid, "STOW-RS server") if profile else nullcontext():
-                elapsed = stow(port, ids["stow"], ids["token"], files, stow_clients)
-            method = f"STOW-RS, batches of {BATCH}, {stow_clients} client(s)"
-            report(kind, method, files, elapsed, STOW_TARGET, STOW_ORTHANC)
-        elapsed = cstore(env, ids["dimse"], folder, profile)
+            if args.method in ("stow", "both"):
+                with profiled(server.pid, "STOW-RS server") if args.profile else nullcontext():
+                    elapsed = stow(port, ids["stow"], ids["token"], files, args.stow_clients)
+                method = f"STOW-RS, batches of {BATCH}, {args.stow_clients} client(s)"
+                report(kind, method, files, elapsed, STOW_TARGET, STOW_ORTHANC)
+        if args.method not in ("cstore", "both"):
+            return
+        elapsed = cstore(env, ids["dimse"], folder, args.profile)
         report(
             kind, "C-STORE, storescu, 1 association", files, elapsed, CSTORE_TARGET, CSTORE_ORTHANC
         )
@@ -163,6 +169,7 @@ def main() -> None:
     )
     parser.add_argument("--backend", choices=["embedded", "prod", "both"], default="both")
     parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--method", choices=["stow", "cstore", "both"], default="both")
     parser.add_argument(
         "--stow-clients", type=int, default=1, help="STOW-RS requests (batches) sent at once"
     )
@@ -170,7 +177,7 @@ def main() -> None:
         "--profile", action="store_true", help="sample the servers with py-spy (slows them down)"
     )
     args = parser.parse_args()
-    if not shutil.which("storescu"):
+    if not Path(STORESCU).exists():
         sys.exit("push.py needs dcmtk's storescu and echoscu: run `make dcmtk` first.")
 
     folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-"))
@@ -179,7 +186,7 @@ def main() -> None:
     print(f"synthesised {len(files)} slices in {time.perf_counter() - started:.1f} s")
     try:
         for kind in ["embedded", "prod"] if args.backend == "both" else [args.backend]:
-            run(kind, folder, files, args.stow_clients, args.profile)
+            run(kind, folder, files, args)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -34,6 +34,9 @@ from tests.support.vaultdata import dicomdir_tree
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NODE_AE = "STMARYS_PACS"
+# dcmtk's tools from Debian (`make dcmtk`), by their full path: pynetdicom installs its own
+# storescu and echoscu, with other options, in the venv's bin folder, first on an activated PATH.
+STORESCU, ECHOSCU = "/usr/bin/storescu", "/usr/bin/echoscu"
 CT_SERIES = dicomdir_tree() / "77654033" / "CT2"  # 4 images of one study
 # How storescu and echoscu report each A-ASSOCIATE-RJ.
 UNKNOWN_CODE = "Reason: Called AE Title Not Recognized"
@@ -61,14 +64,14 @@ def settle(listener) -> None:
 
 
 def storescu(listener, code, *paths, aet=NODE_AE, options=()) -> subprocess.CompletedProcess:
-    command = ["storescu", "-aet", aet, "-aec", code, *options, "127.0.0.1", str(listener.port)]
+    command = [STORESCU, "-aet", aet, "-aec", code, *options, "127.0.0.1", str(listener.port)]
     done = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True, timeout=120)
     settle(listener)
     return done
 
 
 def echoscu(listener, code, aet=NODE_AE) -> subprocess.CompletedProcess:
-    command = ["echoscu", "-aet", aet, "-aec", code, "127.0.0.1", str(listener.port)]
+    command = [ECHOSCU, "-aet", aet, "-aec", code, "127.0.0.1", str(listener.port)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     settle(listener)
     return done
@@ -281,7 +284,7 @@ def test_the_command_serves_until_sigterm(node, deposit):
     echoed = []
 
     def hospital_then_operator():
-        command = ["echoscu", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
+        command = [ECHOSCU, "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # refused until the listener is up
             done = subprocess.run(command, capture_output=True, timeout=60)
