@@ -195,21 +195,27 @@ class _Window:
 
     A buffered file allocates the full requested size before reading, so one read(0xFFFFFFF0)
     driven by a lying length would allocate 4 GB even though the file holds a few KB.
+
+    It keeps the position itself: pydicom asks for it at every element, and a real file's
+    tell() (a received C-STORE dataset is one) costs ten times an in-memory one's.
     """
 
     def __init__(self, fp: BinaryIO, size: int, start: int):
         self._fp, self._size = fp, size
-        fp.seek(start)
+        self._position = fp.seek(start)
 
     def read(self, n: int = -1) -> bytes:
-        left = max(0, self._size - self._fp.tell())
-        return self._fp.read(left if n is None or n < 0 else min(n, left))
+        left = max(0, self._size - self._position)
+        data = self._fp.read(left if n is None or n < 0 else min(n, left))
+        self._position += len(data)
+        return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._fp.seek(offset, whence)
+        self._position = self._fp.seek(offset, whence)
+        return self._position
 
     def tell(self) -> int:
-        return self._fp.tell()
+        return self._position
 
 
 class _LengthWalker:
