@@ -9,10 +9,10 @@ under gunicorn (4 sync workers) behind a real nginx on loopback running the site
 the list over and over, for a fixed time each:
 
   (a) nginx serving the same files statically: the reference, measured before and after (b);
-  (b) secure links: the signed URLs the viewer's batch endpoint hands out, served by nginx;
-  (b+) the same, plus the batch requests themselves (one per 100 files, with the patient's
-       session cookie), interleaved as the viewer makes them: Django's authorisation amortised
-       as in the viewer. Only files are counted as served;
+  (b) secure links: the signed URLs the study's list (images.json) hands out, served by nginx;
+  (b+) the same, plus the list requests themselves (one per series of 300 files, with the
+       patient's session cookie), interleaved as the viewer makes them: Django's authorisation
+       amortised as in the viewer, which needs no other request. Only files are counted;
   (c) X-Accel-Redirect: /viewer/instances/<id>/, authorised by Django on every request;
   (d) Django streaming /viewer/instances/<id>/ itself, through nginx.
 
@@ -42,12 +42,11 @@ from tests.support import nginx as nginx_support
 WRK = "/usr/bin/wrk"
 SECURE_PREFIX = "/vault-files/"
 ACCEL_PREFIX = "/protected-media/"
-BATCH = 100  # viewer.services.LINKS_PER_BATCH: links per batch request
 
 # Each wrk thread walks the list of paths from its own starting point. Every `every` requests
-# (0: never) it asks for one of the `extra` paths instead, with the cookie: the viewer's batch
-# request before 100 files. No response() callback: handing each body to Lua would make wrk,
-# not the server, the bottleneck.
+# (0: never) it asks for one of the `extra` paths instead, with the cookie: the viewer's
+# request for the study's list, before the series' files. No response() callback: handing
+# each body to Lua would make wrk, not the server, the bottleneck.
 WRK_SCRIPT = """
 local paths, extra, every, cookie = {}, {}, 0, nil
 local n, sent = 0, 0
@@ -184,14 +183,6 @@ def site_behind_nginx(env: dict, mode_env: dict, workdir: Path, reference: Path,
             nginx.stop()
 
 
-def batch_paths(study_id: str, ids: list[str]) -> list[str]:
-    ids = [pk.replace("-", "") for pk in ids]  # as the viewer sends them
-    return [
-        f"/viewer/study/{study_id}/files/?ids={','.join(ids[start : start + BATCH])}"
-        for start in range(0, len(ids), BATCH)
-    ]
-
-
 def fill_vault(port: int, env: dict, files: list[Path]) -> dict:
     """Log in as the demo patient and upload the CT; the vault, the login and the session then
     outlive gunicorn's restarts (same database, same SECRET_KEY)."""
@@ -214,27 +205,25 @@ def fill_vault(port: int, env: dict, files: list[Path]) -> dict:
 
 
 def measure_secure_links(vault: dict, origin: str, workdir: Path, args) -> dict:
-    batches = batch_paths(vault["study_id"], vault["ids"])
+    listing = f"/viewer/study/{vault['study_id']}/images.json"
     started = time.monotonic()
-    links = []
-    for path in batches:
-        # Straight to gunicorn, as the logged-in patient: the viewer's own batch request.
-        status, _, body = vault["client"].request("GET", path)
-        assert status == 200, (status, body[:200])
-        links += json.loads(body)["urls"]
-    took = (time.monotonic() - started) * 1000 / len(batches)
-    print(f"  one batch request ({BATCH} links), alone: {took:.1f} ms", flush=True)
+    # Straight to gunicorn, as the logged-in patient: the viewer's own request.
+    status, _, body = vault["client"].request("GET", listing)
+    took = (time.monotonic() - started) * 1000
+    assert status == 200, (status, body[:200])
+    links = [image["link"] for image in json.loads(body)["series"][0]["images"]]
+    print(f"  the study's list with {len(links)} links, alone: {took:.1f} ms", flush=True)
     return {
         "b": measure("(b) secure links, files only", workdir, origin, links, args),
         "b+": measure(
-            f"(b+) secure links + 1 batch request per {BATCH}",
+            f"(b+) secure links + the study's list per {len(links)}",
             workdir,
             origin,
             links,
             args,
             cookie=vault["cookie"],
-            extra=batches,
-            every=BATCH,
+            extra=[listing],
+            every=len(links),
         ),
     }
 

@@ -3,15 +3,18 @@
 // here, it runs beside the decoding on the main thread instead of before it. Each file goes to
 // the page as its own ArrayBuffer, transferred, not copied.
 //
-//   page -> worker   { batch, filesUrl, ids }
+//   page -> worker   { batch, filesUrl, ids, links }   links: the files' signed URLs, if known
 //   worker -> page   { batch, index, buffer }   file number `index` of the batch has arrived
 //                    { batch, done: true }       all of them have
 //                    { batch, error }            the batch failed (files sent before it stand)
 
-self.addEventListener('message', async ({ data: { batch, filesUrl, ids } }) => {
+self.addEventListener('message', async ({ data: { batch, filesUrl, ids, links } }) => {
   const arrived = (index, buffer) => self.postMessage({ batch, index, buffer }, [buffer]);
   try {
-    await fetchBatch(filesUrl, ids, arrived);
+    // nginx secure links, listed with the study: they repeat for a few minutes, so the
+    // browser may keep the files.
+    if (links) await fetchLinks(links, true, arrived);
+    else await fetchBatch(filesUrl, ids, arrived);
     self.postMessage({ batch, done: true });
   } catch (error) {
     self.postMessage({ batch, error: error?.message || String(error) });

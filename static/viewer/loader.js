@@ -106,7 +106,8 @@ export class Prefetcher {
       const url = fileUrl(imageId);
       if (!files.has(url)) {
         if (files.size === (series.study.files_per_batch || BATCH) || (study && series.study !== study)) break;
-        files.set(url, { url, id: series.imageInfo[index].id, series, imageIds: [] });
+        const { id, link } = series.imageInfo[index];
+        files.set(url, { url, id, link, series, imageIds: [] });
       }
       this.queue.shift();
       study = series.study;
@@ -123,8 +124,12 @@ export class Prefetcher {
       this.loadFile(file, buffer);
     };
     try {
+      // Behind nginx with secure links, the study's list brought each file's signed link: no
+      // batch request to the server at all.
+      const links = files.every((file) => file.link) ? files.map((file) => file.link) : null;
       const ids = files.map((file) => file.id);
-      await this.fetcher.fetch(files[0].series.study.files_url, ids, (index, buffer) => arrived(files[index], buffer));
+      const request = { filesUrl: files[0].series.study.files_url, ids, links };
+      await this.fetcher.fetch(request, (index, buffer) => arrived(files[index], buffer));
     } catch (error) {
       console.warn(`A batch of images couldn't be fetched (${describe(error)}); fetching them one by one.`);
       const rest = files.filter((file) => !settled.has(file));
@@ -164,15 +169,17 @@ class BatchFetcher {
     this.broken = null;
   }
 
-  /** Fetch the files `ids`; `arrived(index, arrayBuffer)` is called as each one completes. */
-  fetch(filesUrl, ids, arrived) {
+  /** Fetch the files of `request` ({ filesUrl, ids, links }: by their signed links when it
+   * has them, else in one batch request); `arrived(index, arrayBuffer)` is called as each one
+   * completes. */
+  fetch(request, arrived) {
     if (this.broken) return Promise.reject(this.broken);
     if (!this.worker) this.start();
     this.count += 1;
     const batch = this.count;
     return new Promise((resolve, reject) => {
       this.batches.set(batch, { arrived, resolve, reject });
-      this.worker.postMessage({ batch, filesUrl, ids });
+      this.worker.postMessage({ batch, ...request });
     });
   }
 

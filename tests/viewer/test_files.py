@@ -54,6 +54,8 @@ def test_the_study_page_lists_where_to_ask_and_how_many_at_once(patient_client, 
     data = patient_client.get(reverse("viewer:study_images", args=[ct_study.id])).json()
     assert data["study"]["files_url"] == reverse("viewer:study_files", args=[ct_study.id])
     assert data["study"]["files_per_batch"] == FILES_PER_STREAMED_BATCH
+    # Links are for nginx to serve; without it, the viewer asks Django for batches.
+    assert not any("link" in image for series in data["series"] for image in series["images"])
 
 
 def test_ids_may_come_without_their_dashes(patient_client, cd_studies):

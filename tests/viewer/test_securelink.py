@@ -17,6 +17,7 @@ from django.urls import reverse
 from pydicom.data import get_testdata_file
 
 from phr.sharing import services as sharing
+from phr.vault.models import Instance
 from tests.sharing.conftest import make_share, open_with_code
 from tests.support import nginx as nginx_support
 from tests.support.vaultdata import ingest_path
@@ -220,6 +221,20 @@ def test_a_batch_is_the_links_of_its_files_in_order(nginx, patient_client, cd_st
         status, _, body = nginx.get(url)
         assert status == 200
         assert sha256(body) == instance.sha256
+
+
+def test_the_study_list_brings_each_images_link(nginx, patient_client, cd_studies):
+    study = max(
+        cd_studies,
+        key=lambda study: Instance.objects.filter(series__study=study, rows__isnull=False).count(),
+    )
+    listing = patient_client.get(reverse("viewer:study_images", args=[study.id])).json()
+    images = [image for series in listing["series"] for image in series["images"]]
+    assert len(images) > 1
+    for image in images:
+        status, _, body = nginx.get(image["link"])
+        assert status == 200
+        assert sha256(body) == Instance.objects.get(pk=image["id"]).sha256
 
 
 def test_the_viewer_asks_for_more_links_per_batch_than_files(nginx, patient_client, instance):

@@ -1,0 +1,71 @@
+"""The viewer behind a real nginx running the site file we ship, with secure links on: the study's
+list brings every image's signed link, and Chromium loads the whole stack from nginx without a
+single batch request to Django."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.urls import reverse
+
+from tests.browser.test_viewer_browser import longest_stack
+from tests.support import nginx as nginx_support
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    # nginx serves the files from the vault's folder: a file-system vault, even in the
+    # production-like run.
+    pytest.mark.usefixtures("file_system_storage"),
+]
+
+SECRET = "browser-test-secure-link-secret-0123456789"
+STATIC_SOURCES = nginx_support.ROOT / "static"
+
+
+@pytest.fixture
+def site(settings, tmp_path, live_server):
+    settings.PHR_SECURE_LINK_PREFIX = "/vault-files/"
+    settings.PHR_SECURE_LINK_SECRET = SECRET
+    settings.PHR_VIEWER_TEST_HOOK = True
+    upstream = urlsplit(live_server.url).netloc
+    port = nginx_support.free_port()
+    server = nginx_support.site_server(
+        port,
+        media_root=tmp_path / "media",
+        # The tests' pages name their scripts without hashes, straight from the sources.
+        static_root=STATIC_SOURCES,
+        upstream=upstream,
+        secret=SECRET,
+    )
+    running = nginx_support.Nginx(tmp_path / "nginx", [server], port).start()
+    yield running
+    running.stop()
+
+
+def test_the_whole_stack_comes_from_nginx_by_secure_links(
+    browser, site, client, patient, cd_studies
+):
+    series = longest_stack(cd_studies)
+    context = browser.new_context(base_url=site.origin)
+    page = context.new_page()
+    requested, problems = [], []
+    page.on("request", lambda request: requested.append(urlsplit(request.url)))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    client.force_login(patient)
+    cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": site.origin}
+    context.add_cookies([cookie])
+
+    page.goto(reverse("viewer:study", args=[series.study.id]))
+    page.locator(f'[data-series-id="{series.id}"]').click()
+    page.wait_for_function(
+        "id => window.viewerTestHook?.progress().some(p => p.id === id && p.loaded === p.total)",
+        arg=str(series.id),
+        timeout=30_000,
+    )
+
+    paths = [url.path for url in requested]
+    assert not problems
+    linked = [path for path in paths if path.startswith("/vault-files/")]
+    assert len(linked) >= series.num_instances - 1  # the first image may come by its own URL
+    assert not [path for path in paths if path.endswith("/files/")]  # no batch request
+    context.close()
