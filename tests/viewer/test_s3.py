@@ -8,30 +8,23 @@ import pytest
 from django.urls import reverse
 from pydicom.data import get_testdata_file
 
-from tests.support.seaweed import SeaweedS3
 from tests.support.vaultdata import ingest_path
 from viewer.services import LINKS_PER_BATCH
 
 pytestmark = pytest.mark.s3
 
 
-@pytest.fixture(scope="module")
-def own_s3_server():
-    server = SeaweedS3(bucket="viewer").start()
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
-def on_s3(settings, own_s3_server):
+def on_s3(settings, embedded_run_seaweed):
+    # A SeaweedFS of the tests' own in both runs: these tests check URLs against its address.
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
             "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {**own_s3_server.storage_options(), "querystring_expire": 300},
+            "OPTIONS": {**embedded_run_seaweed.storage_options(), "querystring_expire": 300},
         },
     }
-    return own_s3_server
+    return embedded_run_seaweed
 
 
 def test_image_is_a_no_store_redirect_to_a_presigned_url_with_the_same_bytes(
