@@ -238,18 +238,28 @@ def test_export_memory_stays_small_whatever_the_size_of_the_files(patient, tmp_p
     total = sum(Instance.objects.filter(owner=patient).values_list("size", flat=True))
     assert len(studies) > 10 and total > 20_000_000
 
-    archive = StudyArchive(studies)
+    # What exporting costs whatever its size: the storage client's own buffers (boto3's
+    # download machinery on S3: 0.5-0.7 MB, more once other tests have used the client), a
+    # chunk, zipfile's state. Measured on the smallest study, and taken off the big export's.
+    smallest = min(studies, key=lambda study: study.num_instances)
+    _, baseline = streamed_and_peak(StudyArchive([smallest]))
+    streamed, peak = streamed_and_peak(StudyArchive(studies))
+
+    assert streamed > total
+    # Measured 1.4 MB more than the smallest study's, for 21.5 MB of files: the DICOMDIR records
+    # (about 6 KB per image, held until the DICOMDIR is written at the end).
+    growth = peak - baseline
+    assert growth < total / 8, f"peak {peak:,} ({growth:,} over one study) for {total:,} bytes"
+
+
+def streamed_and_peak(archive: StudyArchive) -> tuple[int, int]:
+    """Bytes the archive streams, and the peak of Python's allocations while it does."""
     tracemalloc.start()
     try:
         streamed = sum(len(chunk) for chunk in archive.chunks())
-        _, peak = tracemalloc.get_traced_memory()
+        return streamed, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-
-    assert streamed > total
-    # Measured 1.4 MB for 21.5 MB of files: a few chunks, one header, and the DICOMDIR records
-    # (about 6 KB per image, held until the DICOMDIR is written at the end).
-    assert peak < total / 8, f"peak {peak:,} bytes for {total:,} bytes of files"
 
 
 def test_big_files_get_zip64_records_a_reader_accepts(patient, ct_study, tmp_path, monkeypatch):
