@@ -8,18 +8,18 @@ Serving strategy, chosen per request from the storage backend:
   * the same, behind nginx with secure links (`PHR_SECURE_LINK_PREFIX` set): a 302 to a signed,
     expiring URL that nginx checks and serves by itself (viewer/securelink.py), the file-system
     twin of the S3 case below. It wins over X-Accel-Redirect when both are set, because it is the
-    faster of the two: a batch's 50 files then cost Django one request, not 50;
+    faster of the two: the study's list carries every image's link, so a whole study costs
+    Django one request;
   * the same, behind nginx (`PHR_ACCEL_REDIRECT_PREFIX` set): Django only authorises and hands
     the file to nginx with X-Accel-Redirect, which does Range and sendfile far faster;
   * object storage (S3): a 302 to a short-lived presigned URL. The object store serves the
     bytes; Django only authorises. The redirect itself must not be cached, because the URL in
     it expires.
 
-The viewer fetches a whole series in batches (`files_response`): each file on its own costs a
-request, and at hundreds of slices the cost per request, in Django and in the browser, is most
-of the time the stack takes to load. A batch is authorised once, for its study, and is either
-the files themselves one after the other (file system) or their signed URLs (S3, or secure
-links behind nginx).
+Otherwise the viewer fetches a whole series in batches (`files_response`): each file on its own
+costs a request, and at hundreds of slices the cost per request, in Django and in the browser,
+is most of the time the stack takes to load. A batch is authorised once, for its study, and is
+either the files themselves one after the other (file system) or their presigned URLs (S3).
 """
 
 import os
@@ -79,7 +79,7 @@ def study_images(study: Study, comparisons) -> dict:
     # Behind nginx with secure links, each image's signed link comes with the list: signing is
     # cheap (an MD5), and the viewer then fetches the whole study from nginx without asking
     # Django for a single batch. One clock reading, so that the links all expire together.
-    link_time = time.time() if securelink.enabled() else None
+    link_time = time.time() if _nginx_serves_links() else None
     image_url, tags_url = _url_for_each("viewer:instance"), _url_for_each("viewer:instance_tags")
     instances = (
         Instance.objects.filter(series__study=study)
@@ -168,6 +168,12 @@ def _has_pixels(row: dict) -> bool:
     # An SR or a PDF-in-DICOM has no pixels: it can't go in a stack.
     display = row["display"] or {}
     return bool(display.get("has_pixels", True) and row["rows"] and row["columns"])
+
+
+def _nginx_serves_links() -> bool:
+    # Secure links are for files on this machine; on S3 the store's presigned URLs serve, as in
+    # instance_response and files_response, which look at the storage first too.
+    return securelink.enabled() and local_path("probe") is not None
 
 
 def _url_for_each(name: str):

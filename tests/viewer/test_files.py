@@ -7,6 +7,7 @@ import uuid
 import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from gunicorn.config import LimitRequestLine
 from pydicom.data import get_testdata_file
 
 from phr.vault.models import Instance
@@ -71,8 +72,6 @@ def test_ids_may_come_without_their_dashes(patient_client, cd_studies):
 
 
 def test_a_full_batch_fits_in_the_request_line_gunicorn_accepts(ct_study):
-    from gunicorn.config import LimitRequestLine
-
     ids = ",".join(uuid.uuid4().hex for _ in range(MAX_BATCH))
     line = f"GET {reverse('viewer:study_files', args=[ct_study.id])}?ids={ids} HTTP/1.1"
     assert len(line) <= LimitRequestLine.default

@@ -84,3 +84,15 @@ def test_a_batch_is_presigned_urls_that_serve_the_same_bytes(on_s3, patient_clie
     # Links are cheap to hand out: the viewer asks for more of them per batch.
     listing = patient_client.get(reverse("viewer:study_images", args=[ct.study.id])).json()
     assert listing["study"]["files_per_batch"] == LINKS_PER_BATCH
+
+
+def test_on_s3_the_list_carries_no_nginx_links_even_if_configured(
+    on_s3, patient_client, patient, settings
+):
+    # nginx could not serve an object in the bucket: the viewer must ask for presigned URLs.
+    settings.PHR_SECURE_LINK_PREFIX = "/vault-files/"
+    settings.PHR_SECURE_LINK_SECRET = "test-secret-0123456789abcdef0123456789"
+    study = ingest_path(patient, get_testdata_file("CT_small.dcm")).study
+    listing = patient_client.get(reverse("viewer:study_images", args=[study.id])).json()
+    images = [image for series in listing["series"] for image in series["images"]]
+    assert images and not any("link" in image for image in images)
