@@ -31,6 +31,7 @@ from common import (
     profiled,
     synthesize_ct,
     worker_pids,
+    workspace,
 )
 
 ORTHANC_INSTANCES_PER_S = 243.5  # middle of the 238-249 range quoted in the issue
@@ -107,7 +108,7 @@ def big_file_memory(workers: int) -> None:
         generate_uid,
     )
 
-    folder = Path(tempfile.mkdtemp(prefix="phr-bench-big-"))
+    folder = Path(tempfile.mkdtemp(prefix="phr-bench-big-", dir=workspace()))
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -164,7 +165,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-"))
+    folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-", dir=workspace()))
     started = time.perf_counter()
     files = synthesize_ct(folder, slices=args.slices)
     print(f"synthesised {len(files)} slices in {time.perf_counter() - started:.1f} s")

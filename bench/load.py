@@ -51,6 +51,7 @@ from common import (
     backend,
     gunicorn,
     synthesize_ct,
+    workspace,
 )
 
 PASSWORD = "load-benchmark-password-1"  # noqa: S105 (a throwaway database)
@@ -392,7 +393,7 @@ def main() -> None:
     if not 0 < args.duration <= 3600:
         parser.error("--duration is at most an hour")
 
-    folder = Path(tempfile.mkdtemp(prefix="phr-bench-load-"))
+    folder = Path(tempfile.mkdtemp(prefix="phr-bench-load-", dir=workspace()))
     # Two CDs that every patient uploads into their own vault: each vault stores and indexes
     # its own copy, so this is the same work as different CDs, at a fraction of the set-up.
     first_cd = synthesize_ct(folder / "cd1", slices=args.slices, size=args.size)

@@ -37,6 +37,7 @@ from common import (
     manage,
     profiled,
     synthesize_ct,
+    workspace,
 )
 
 STOW_TARGET, STOW_ORTHANC = 190, "121-134/s"
@@ -180,7 +181,7 @@ def main() -> None:
     if not Path(STORESCU).exists():
         sys.exit("push.py needs dcmtk's storescu and echoscu: run `make dcmtk` first.")
 
-    folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-"))
+    folder = Path(tempfile.mkdtemp(prefix="phr-bench-ct-", dir=workspace()))
     started = time.perf_counter()
     files = synthesize_ct(folder, slices=args.slices)
     print(f"synthesised {len(files)} slices in {time.perf_counter() - started:.1f} s")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, backend, demo_login, gunicorn, synthesize_ct
+from bench.common import backend, demo_login, gunicorn, synthesize_ct, workspace
 from tests.support import nginx as nginx_support
 
 WRK = "/usr/bin/wrk"
@@ -280,10 +280,7 @@ def main():
         if not Path(tool).exists():
             sys.exit(f"{tool} is missing: run `make bench-tools`")
 
-    # Under the project's var/, like bench/common.py's servers: this machine's /tmp is slow to
-    # create files in.
-    (ROOT / "var").mkdir(exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="phr-bench-serve-", dir=ROOT / "var"))
+    workdir = Path(tempfile.mkdtemp(prefix="phr-bench-serve-", dir=workspace()))
     try:
         files = synthesize_ct(workdir / "ct", slices=args.slices)
         total = sum(path.stat().st_size for path in files)

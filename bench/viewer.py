@@ -35,6 +35,7 @@ from bench.common import (
     free_port,
     gunicorn,
     synthesize_ct,
+    workspace,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -165,6 +166,12 @@ def run_backend(kind: str, files: list[Path], browser) -> dict:
                 f"{direct['bytes'] / 1e6 / (direct['ms'] / 1000):6.1f} MB/s"
             )
             results["direct_loop_ms"] = direct["ms"]
+            # The browser's own cost per request, bytes apart: as many 1 KB objects from the
+            # same store. On a 2-core machine this alone is a third or more of the loop above.
+            tiny = fetch_loop(
+                loop_context, viewer_url, tiny_object_urls(env, len(urls)), ready=SERIES_LOADED
+            )
+            print(f"  {'fetch loop, 300 x 1 KB':<28} {tiny['ms']:7.0f} ms   (per-request cost)")
         for ctx in (context, fresh, loop_context):
             ctx.close()
         return results
@@ -179,6 +186,29 @@ def presigned_urls(client, listing: dict) -> list[str]:
         query = ",".join(ids[start : start + step])
         _, _, body = client.request("GET", f"{listing['study']['files_url']}?ids={query}")
         urls += json.loads(body)["urls"]
+    return urls
+
+
+def tiny_object_urls(env: dict, count: int) -> list[str]:
+    """Presigned URLs of `count` 1 KB objects put in the site's bucket for the purpose."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["PHR_S3_ENDPOINT_URL"],
+        aws_access_key_id=env["PHR_S3_ACCESS_KEY"],
+        aws_secret_access_key=env["PHR_S3_SECRET_KEY"],
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    bucket = env["PHR_S3_BUCKET"]
+    urls = []
+    for number in range(count):
+        key = f"bench-tiny/{number}"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * 1024)
+        params = {"Bucket": bucket, "Key": key}
+        urls.append(s3.generate_presigned_url("get_object", Params=params, ExpiresIn=600))
     return urls
 
 
@@ -213,7 +243,7 @@ def main():
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    workdir = Path(tempfile.mkdtemp(prefix="phr-bench-viewer-"))
+    workdir = Path(tempfile.mkdtemp(prefix="phr-bench-viewer-", dir=workspace()))
     try:
         files = synthesize_ct(workdir / "ct", slices=args.slices)
         with sync_playwright() as playwright:
