@@ -348,6 +348,9 @@ PHR_MAX_STOW_BYTES = envint("PHR_MAX_STOW_BYTES", 8 * GiB)
 PHR_DEPOSIT_DAYS = envint("PHR_DEPOSIT_DAYS", 30)
 PHR_DICOM_HOST = envstr("PHR_DICOM_HOST", "127.0.0.1")
 PHR_DICOM_PORT = envint("PHR_DICOM_PORT", 11112)
+# The site's address as patients reach it (https://vault.example.org), for links in emails
+# sent outside a web request: the DICOM listener's "images are waiting in your Inbox".
+PHR_SITE_URL = envstr("PHR_SITE_URL", "").rstrip("/")
 
 # --- Email -----------------------------------------------------------------------------------
 EMAIL_BACKEND = envstr("PHR_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

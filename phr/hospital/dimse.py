@@ -25,6 +25,7 @@ from pynetdicom.sop_class import Verification
 
 from phr.hospital import dimse_speedups, services, stow
 from phr.hospital.services import DeliveryReport, DepositRefused
+from phr.hospital.spare_files import SpareFiles
 from phr.vault.ingest import IngestFailure, Outcome
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class DepositListener:
         self.site_url = site_url  # makes the Inbox link in the patient's email absolute
         self.ae = make_ae()
         self.server = None
+        self.spare_files = None
         # Association -> (DeliveryReport, who sent it), while the association lasts.
         self._reports: dict = {}
         self._lock = threading.Lock()
@@ -124,7 +126,14 @@ class DepositListener:
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_REJECTED, self._on_end),
         ]
-        self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        # The temp files of received datasets are created ahead of need (spare_files.py).
+        self.spare_files = SpareFiles()
+        self.spare_files.install()
+        try:
+            self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        except BaseException:
+            self._drop_spare_files()
+            raise
         return self.server.server_address[:2]
 
     def stop(self, grace: float = 30.0) -> None:
@@ -141,6 +150,12 @@ class DepositListener:
             if assoc.is_alive():
                 assoc.abort()
         self.sweep()
+        self._drop_spare_files()
+
+    def _drop_spare_files(self) -> None:
+        if self.spare_files is not None:
+            self.spare_files.uninstall()
+            self.spare_files = None
 
     def sweep(self) -> None:
         """Finish deliveries whose association thread died without an ending event (pynetdicom

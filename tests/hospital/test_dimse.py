@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from django.core import mail
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.management import call_command
 from django.db.backends.signals import connection_created
+from django.urls import reverse
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
@@ -130,6 +132,26 @@ def test_the_code_may_be_typed_with_dashes(listener, patient, node, deposit):
 
     assert done.returncode == 0, done.stderr
     assert Instance.objects.filter(owner=patient).count() == 4
+
+
+def test_received_images_leave_nothing_in_the_temp_folder(
+    patient, node, deposit, upload_temp_dir, monkeypatch
+):
+    # As dicom_listener does: received datasets, and the spare files made ahead for them, in
+    # the uploads' temp folder.
+    monkeypatch.setattr(tempfile, "tempdir", str(upload_temp_dir))
+    listener = DepositListener()
+    _host, listener.port = listener.start("127.0.0.1", 0)
+    try:
+        _row, code = deposit
+        done = storescu(listener, code, CT_SERIES, options=["+sd"])
+        assert done.returncode == 0, done.stderr
+        settle(listener)
+    finally:
+        listener.stop(grace=10)
+
+    assert Instance.objects.filter(owner=patient).count() == len(list(CT_SERIES.iterdir()))
+    assert list(upload_temp_dir.iterdir()) == []
 
 
 def test_resending_stores_nothing_new(listener, patient, node, deposit):
@@ -279,33 +301,69 @@ def test_association_threads_close_their_database_connections(listener, node, de
     assert all(connection.connection is None for connection in opened)
 
 
-def test_the_command_serves_until_sigterm(node, deposit):
-    _row, code = deposit
+def run_listener_command(hospital) -> tuple[str, str]:
+    """`manage.py dicom_listener` on a free port until `hospital(port)` has done its part and
+    the operator sends SIGTERM; returns what the command wrote to stdout and stderr."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    echoed = []
 
     def hospital_then_operator():
-        command = [ECHOSCU, "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # refused until the listener is up
-            done = subprocess.run(command, capture_output=True, timeout=60)
-            if done.returncode == 0:
-                echoed.append(done.returncode)
-                break
-            time.sleep(0.2)
-        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            hospital(port)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    before = signal.getsignal(signal.SIGTERM)
     threading.Thread(target=hospital_then_operator, daemon=True).start()
-    out = io.StringIO()
-    call_command("dicom_listener", "--host", "127.0.0.1", "--port", str(port), stdout=out)
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "dicom_listener", "--host", "127.0.0.1", "--port", str(port), stdout=out, stderr=err
+    )
+    return out.getvalue(), err.getvalue()
 
-    assert echoed == [0]
-    assert f"DICOM listener on 127.0.0.1:{port}" in out.getvalue()
-    assert out.getvalue().rstrip().endswith("DICOM listener stopped.")
+
+def wait_for_echo(port: int, code: str) -> bool:
+    """True once the listener answers a C-ECHO (refused until it is up)."""
+    command = [ECHOSCU, "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if subprocess.run(command, capture_output=True, timeout=60).returncode == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_command_serves_until_sigterm(node, deposit):
+    _row, code = deposit
+    echoed = []
+    before = signal.getsignal(signal.SIGTERM)
+
+    out, err = run_listener_command(lambda port: echoed.append(wait_for_echo(port, code)))
+
+    assert echoed == [True]
+    assert "DICOM listener on 127.0.0.1:" in out
+    assert out.rstrip().endswith("DICOM listener stopped.")
     assert signal.getsignal(signal.SIGTERM) is before
+    # No PHR_SITE_URL in the tests' settings: the operator is told what the emails will lack.
+    assert "PHR_SITE_URL is not set" in err
+
+
+def test_the_commands_email_links_to_the_inbox_at_phr_site_url(settings, patient, node, deposit):
+    settings.PHR_SITE_URL = "https://vault.example.org"
+    _row, code = deposit
+    sent = []
+
+    def hospital(port):
+        assert wait_for_echo(port, code)
+        command = [STORESCU, "+sd", "-aet", NODE_AE, "-aec", code, "127.0.0.1", str(port)]
+        sent.append(subprocess.run([*command, str(CT_SERIES)], capture_output=True).returncode)
+
+    _out, err = run_listener_command(hospital)
+
+    assert sent == [0]
+    assert "PHR_SITE_URL" not in err
+    assert len(mail.outbox) == 1
+    assert f"https://vault.example.org{reverse('hospital:inbox')}" in mail.outbox[0].body
 
 
 def test_deposit_codes_never_reach_the_logs(listener, patient, node, deposit, caplog):

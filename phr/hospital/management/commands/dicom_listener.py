@@ -28,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=settings.PHR_DICOM_HOST)
         parser.add_argument("--port", type=int, default=settings.PHR_DICOM_PORT)
         parser.add_argument(
-            "--site-url", default="", help="e.g. https://vault.example.org, for the email's link"
+            "--site-url",
+            default=settings.PHR_SITE_URL,
+            help="e.g. https://vault.example.org, for the email's link (default: PHR_SITE_URL)",
         )
         parser.add_argument(
             "--grace", type=float, default=30.0, help="seconds running associations get to finish"
@@ -40,7 +42,7 @@ class Command(BaseCommand):
         # pynetdicom writes each received image to the default temp folder; this process only
         # listens, so pointing that at the uploads' temp folder (beside a file-system vault, so
         # storing an image is a rename) touches nothing else.
-        tempfile.tempdir = str(settings.FILE_UPLOAD_TEMP_DIR)
+        previous_tempdir, tempfile.tempdir = tempfile.tempdir, str(settings.FILE_UPLOAD_TEMP_DIR)
         stopping = threading.Event()
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
         for signum in previous:
@@ -52,6 +54,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"DICOM listener on {bound_host}:{bound_port}; Called AE: a deposit code"
             )
+            if not site_url:
+                self.stderr.write(
+                    "PHR_SITE_URL is not set: the email telling a patient that images have "
+                    "arrived will carry a link without the site's address."
+                )
             self.stdout.flush()
             while not stopping.wait(SWEEP_SECONDS):
                 listener.sweep()
@@ -61,4 +68,5 @@ class Command(BaseCommand):
             listener.stop(grace=grace)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            tempfile.tempdir = previous_tempdir  # for a caller that goes on (the tests)
         self.stdout.write("DICOM listener stopped.")
