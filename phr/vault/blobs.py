@@ -41,10 +41,35 @@ def store(key: str, fileobj, size: int) -> tuple[str, bool]:
         # A blob cut short by a crash (the file system writes in place): replace it.
         default_storage.delete(key)
     fileobj.seek(0)
+    if _fits_one_put(default_storage, size):
+        _put_object(default_storage, key, fileobj, size)
+        return key, True
     # A temp file that is ours to consume (it has a temporary_file_path, like Django's own
     # uploaded temp files) is moved into place by the file-system storage, not copied.
     content = fileobj if hasattr(fileobj, "temporary_file_path") else File(fileobj, name=key)
     return default_storage.save(key, content), True
+
+
+def _fits_one_put(storage, size: int) -> bool:
+    """An S3 object small enough that django-storages would upload it in one PUT anyway."""
+    if not isinstance(storage, S3Storage) or storage.gzip:
+        return False
+    threshold = storage.transfer_config.multipart_threshold if storage.transfer_config else 0
+    return 0 < size < threshold
+
+
+def _put_object(storage, key: str, fileobj, size: int) -> None:
+    """What S3Storage.save does for a file below the multipart threshold (same key, same
+    headers), as one plain PUT. save() goes through boto3's transfer manager, a worker thread
+    and futures per file, and builds a boto3 resource object for each key: measured on
+    SeaweedFS, a received image took 20-23 ms to ingest that way and 18-19 ms this way."""
+    storage.bucket.meta.client.put_object(
+        Bucket=storage.bucket_name,
+        Key=_bucket_key(storage, key),
+        Body=fileobj,
+        ContentLength=size,
+        **storage._get_write_parameters(key, fileobj),
+    )
 
 
 def keys_under(folder: str, storage=None):

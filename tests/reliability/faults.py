@@ -18,6 +18,7 @@ from pathlib import Path
 from django.core.files.storage import FileSystemStorage
 from storages.backends.s3 import S3Storage
 
+from phr.vault import blobs
 from tests.support.seaweed import SeaweedS3
 
 _around_save = None
@@ -25,13 +26,22 @@ _around_save = None
 
 @contextlib.contextmanager
 def around_blob_write(hook):
-    """Run every blob write of the block inside `hook(storage, name)`, a context manager."""
+    """Run every blob write of the block inside `hook(storage, name)`, a context manager: the
+    storage's own save, and the single PUT that blobs.store uses for a small file on S3."""
     global _around_save
     _around_save = hook
+    put_object = blobs._put_object
+
+    def hooked_put_object(storage, key, fileobj, size):
+        with hook(storage, key):
+            return put_object(storage, key, fileobj, size)
+
+    blobs._put_object = hooked_put_object
     try:
         yield
     finally:
         _around_save = None
+        blobs._put_object = put_object
 
 
 class _Hooked:
