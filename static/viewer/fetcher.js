@@ -39,29 +39,47 @@ async function fetchBatch(filesUrl, ids, arrived) {
   await splitStream(response.body, sizes, arrived);
 }
 
-// Signed URLs (S3 presigned, or nginx secure links) fetched at once per batch: with two batches
-// in flight, a browser's six connections to the object store or nginx.
-const LINKS_AT_ONCE = 3;
+// Signed URLs (S3 presigned, or nginx secure links) are fetched through one pool for all the
+// batches in flight: a browser's six connections to the object store or nginx. A share per batch
+// would leave half of them idle once the last batch of a study runs alone, and at the end of a
+// series that is the last hundred files.
+const LINKS_AT_ONCE = 6;
+const waitingLinks = []; // functions that start one fetch, in the order the batches asked
+let linksInFlight = 0;
+
+function startLinks() {
+  while (linksInFlight < LINKS_AT_ONCE && waitingLinks.length) {
+    linksInFlight += 1;
+    waitingLinks.shift()().finally(() => {
+      linksInFlight -= 1;
+      startLinks();
+    });
+  }
+}
 
 async function fetchLinks(urls, cacheable, arrived) {
-  let next = 0;
-  async function fetchSome() {
-    while (next < urls.length) {
-      const index = next;
-      next += 1;
-      // A presigned S3 URL is never asked for twice, so keeping its file only costs the browser
-      // time; an nginx secure link repeats for a few minutes (the server says `cacheable`), so
-      // a study opened again soon comes from the cache. No cookies: the signature is the
-      // authorisation, whether the URL is the object store's or our own origin's.
-      const response = await fetch(urls[index], {
-        cache: cacheable ? 'default' : 'no-store',
-        credentials: 'omit',
-      });
-      if (!response.ok) throw new Error(`the image store answered ${response.status}`);
-      arrived(index, await response.arrayBuffer());
-    }
+  let failed = false;
+  async function fetchOne(index) {
+    if (failed) return; // the batch has failed: its files are being fetched one by one
+    // A presigned S3 URL is never asked for twice, so keeping its file only costs the browser
+    // time; an nginx secure link repeats for a few minutes (the server says `cacheable`), so a
+    // study opened again soon comes from the cache. No cookies: the signature is the
+    // authorisation, whether the URL is the object store's or our own origin's.
+    const response = await fetch(urls[index], {
+      cache: cacheable ? 'default' : 'no-store',
+      credentials: 'omit',
+    });
+    if (!response.ok) throw new Error(`the image store answered ${response.status}`);
+    arrived(index, await response.arrayBuffer());
   }
-  await Promise.all(Array.from({ length: LINKS_AT_ONCE }, fetchSome));
+  const fetches = urls.map((_, index) => new Promise((resolve, reject) => {
+    waitingLinks.push(() => fetchOne(index).then(resolve, (error) => {
+      failed = true;
+      reject(error);
+    }));
+  }));
+  startLinks();
+  await Promise.all(fetches);
 }
 
 /** Cut a stream of files back to back into one ArrayBuffer per file, as the bytes arrive. */

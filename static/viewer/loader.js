@@ -4,7 +4,7 @@
 // streams in here, series by series in the order they were asked for, so scrolling soon works
 // over the whole stack.
 //
-// Files come in batches, one request for up to BATCH files (viewer/services.py
+// Files come in batches, one request for up to `files_per_batch` files (viewer/services.py
 // files_response): at hundreds of slices, what each request costs in the server and in the
 // browser adds up to more than the bytes themselves. A worker (fetcher.js) fetches them, off
 // the main thread: from the file system a batch is the files back to back, split as they
@@ -12,13 +12,12 @@
 // S3 it is a list of presigned URLs, fetched from the store. Whatever a batch fails to bring is
 // then asked for file by file, so that a failure belongs to one image and says why.
 
-// How many files a batch asks for is the server's call (the study's `files_per_batch`): more
-// when the answer is a list of signed links than when it is the files themselves. Measured on a
-// 300-slice CT streamed from the file system: 50 files a batch, two batches at a time, loaded
-// the stack faster and with less processor time than batches of 10 to 25, or three at a time.
-const BATCH = 50;
-// Batches in flight: two of a browser's six connections to the server, leaving the others for
-// the image a doctor scrolls to before the background loading reaches it.
+// How many files a batch asks for is the server's call (the study's `files_per_batch`, see
+// viewer/services.py): more when the answer is a list of signed links than when it is the files
+// themselves. Batches in flight: two of a browser's six connections to the server, leaving the
+// others for the image a doctor scrolls to before the background loading reaches it; measured
+// on a 300-slice CT, two at a time loaded the stack faster and with less processor time than
+// three.
 const BATCHES_AT_ONCE = 2;
 
 export class Prefetcher {
@@ -105,7 +104,7 @@ export class Prefetcher {
       }
       const url = fileUrl(imageId);
       if (!files.has(url)) {
-        if (files.size === (series.study.files_per_batch || BATCH) || (study && series.study !== study)) break;
+        if (files.size === series.study.files_per_batch || (study && series.study !== study)) break;
         const { id, link } = series.imageInfo[index];
         files.set(url, { url, id, link, series, imageIds: [] });
       }

@@ -5,6 +5,7 @@ single batch request to Django."""
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from tests.browser.test_viewer_browser import longest_stack
@@ -42,30 +43,66 @@ def site(settings, tmp_path, live_server):
     running.stop()
 
 
-def test_the_whole_stack_comes_from_nginx_by_secure_links(
-    browser, site, client, patient, cd_studies
-):
-    series = longest_stack(cd_studies)
+@pytest.fixture
+def viewer_behind_nginx(browser, site, client, patient):
+    """`open_series(series)`: the patient's viewer through nginx, the series clicked and loaded
+    (every image loaded or failed); returns the paths the page requested, its errors, the page."""
     context = browser.new_context(base_url=site.origin)
-    page = context.new_page()
-    requested, problems = [], []
-    page.on("request", lambda request: requested.append(urlsplit(request.url)))
-    page.on("pageerror", lambda error: problems.append(str(error)))
     client.force_login(patient)
     cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": site.origin}
     context.add_cookies([cookie])
 
-    page.goto(reverse("viewer:study", args=[series.study.id]))
-    page.locator(f'[data-series-id="{series.id}"]').click()
-    page.wait_for_function(
-        "id => window.viewerTestHook?.progress().some(p => p.id === id && p.loaded === p.total)",
-        arg=str(series.id),
-        timeout=30_000,
+    def open_series(series):
+        page = context.new_page()
+        requested, problems = [], []
+        page.on("request", lambda request: requested.append(urlsplit(request.url).path))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(reverse("viewer:study", args=[series.study.id]))
+        page.locator(f'[data-series-id="{series.id}"]').click()
+        page.wait_for_function(
+            "id => window.viewerTestHook?.progress()"
+            ".some(p => p.id === id && p.loaded + p.failed === p.total)",
+            arg=str(series.id),
+            timeout=30_000,
+        )
+        return requested, problems, page
+
+    yield open_series
+    context.close()
+
+
+def progress_of(page, series) -> dict:
+    return page.evaluate(
+        "id => window.viewerTestHook.progress().find(p => p.id === id)", str(series.id)
     )
 
-    paths = [url.path for url in requested]
+
+def test_the_whole_stack_comes_from_nginx_by_secure_links(viewer_behind_nginx, cd_studies):
+    series = longest_stack(cd_studies)
+
+    paths, problems, page = viewer_behind_nginx(series)
+
     assert not problems
+    assert progress_of(page, series)["loaded"] == series.num_instances
     linked = [path for path in paths if path.startswith("/vault-files/")]
     assert len(linked) >= series.num_instances - 1  # the first image may come by its own URL
     assert not [path for path in paths if path.endswith("/files/")]  # no batch request
-    context.close()
+
+
+def test_a_file_nginx_cannot_serve_fails_alone_and_the_rest_still_load(
+    viewer_behind_nginx, cd_studies
+):
+    # One file of the stack lost from the disk (what check_vault would report): its secure link
+    # answers 404, which fails its batch. The batch's other files are then fetched one by one,
+    # and only the lost one is marked as failed.
+    series = longest_stack(cd_studies)
+    lost = series.instances.order_by("-instance_number").first()
+    default_storage.delete(lost.storage_key)
+
+    paths, _problems, page = viewer_behind_nginx(series)
+
+    progress = progress_of(page, series)
+    assert progress["failed"] == 1
+    assert progress["loaded"] == series.num_instances - 1
+    # The fallback asked for the lost file by its own URL, after its link had failed.
+    assert reverse("viewer:instance", args=[lost.id]) in paths
