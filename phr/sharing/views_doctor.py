@@ -239,7 +239,12 @@ def shared_download(request, study_id):
     _log_use(
         request, study, Event.DOWNLOADED, detail=services.study_words(study), object_id=study.pk
     )
-    archive = StudyArchive([study], visible_documents(request).filter(study=study))
+    archive = StudyArchive(
+        [study],
+        visible_documents(request).filter(study=study),
+        # Re-checked in the database before each file, like any other request of the doctor's.
+        still_allowed=lambda: any(s.allow_download for s in doctor.shares_holding(request, study)),
+    )
     response = StreamingHttpResponse(archive.chunks(), content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, archive.filename)
     response["X-Accel-Buffering"] = "no"

@@ -22,7 +22,7 @@ import re
 import time
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
@@ -64,10 +64,26 @@ class _DicomFile:
         return "/".join(self.file_id)
 
 
-class StudyArchive:
-    """One export: `filename` for the download, iterate `chunks()` for the ZIP bytes."""
+class AccessEnded(Exception):
+    """The right a download was started under ended while it streamed."""
 
-    def __init__(self, studies: Iterable[Study], documents: Iterable[Document] = ()):
+
+class StudyArchive:
+    """One export: `filename` for the download, iterate `chunks()` for the ZIP bytes.
+
+    `still_allowed`, if given, is asked before each file: a doctor's download of a big study
+    lasts minutes, and a share the patient revokes meanwhile stops it at the next file (raising
+    AccessEnded, which cuts the connection: the doctor's browser reports a failed download
+    rather than saving a ZIP that merely looks complete).
+    """
+
+    def __init__(
+        self,
+        studies: Iterable[Study],
+        documents: Iterable[Document] = (),
+        still_allowed: Callable[[], bool] | None = None,
+    ):
+        self.still_allowed = still_allowed
         self.studies = list(studies)
         self.documents = list(documents)
         self.files = list(_plan_dicom_files(self.studies))
@@ -82,8 +98,10 @@ class StudyArchive:
         archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
         dicomdir = DicomdirBuilder()
         for entry in self.files:
+            self._check_still_allowed()
             yield from self._write_dicom_file(archive, sink, dicomdir, entry)
         for name, document in zip(document_names(self.documents), self.documents, strict=True):
+            self._check_still_allowed()
             yield from self._write_document(archive, sink, f"{DOCUMENTS_ROOT}/{name}", document)
         for name, data in self.extra:
             archive.writestr(_info(name, zipfile.ZIP_DEFLATED), data)
@@ -92,6 +110,10 @@ class StudyArchive:
         archive.writestr(_info("README.txt", zipfile.ZIP_DEFLATED), self.readme().encode())
         archive.close()
         yield sink.take()
+
+    def _check_still_allowed(self) -> None:
+        if self.still_allowed is not None and not self.still_allowed():
+            raise AccessEnded("access to the studies ended during the download")
 
     def _write_dicom_file(self, archive, sink, dicomdir, entry: _DicomFile) -> Iterator[bytes]:
         instance = entry.instance

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from phr.sharing.models import AccessEvent, Event, Share
 from phr.vault import access
+from phr.vault.export import AccessEnded
 from phr.vault.models import Instance
 from tests.sharing.conftest import DOCTOR_IP, attach_pdf, make_share, open_with_code
 
@@ -108,6 +109,20 @@ def test_the_zip_download_has_a_dicomdir_when_allowed(shared, doctor, ct):
     assert "DICOMDIR" in names
     assert sum(name.startswith("DICOM/") for name in names) == ct.num_instances
     assert AccessEvent.objects.filter(share=shared, kind=Event.DOWNLOADED).count() == 1
+
+
+def test_a_download_in_progress_stops_when_the_share_is_revoked(shared, doctor, ct, sharer):
+    response = doctor.get(f"/shared/studies/{ct.pk}/download/")
+    chunks = iter(response.streaming_content)
+    first = next(chunks)  # the first file is on its way to the doctor
+    assert first.startswith(b"PK")
+
+    sharer.post(reverse("sharing:revoke", args=[shared.pk]))
+
+    # Raised in the server, so the connection is cut before the ZIP's end: the browser reports
+    # a failed download instead of keeping an archive that looks complete.
+    with pytest.raises(AccessEnded):
+        b"".join(chunks)
 
 
 def test_a_view_only_share_has_no_download(patient, ct, doctor):
