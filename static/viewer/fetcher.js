@@ -69,7 +69,11 @@ async function fetchLinks(urls, cacheable, arrived) {
       cache: cacheable ? 'default' : 'no-store',
       credentials: 'omit',
     });
-    if (!response.ok) throw new Error(`the image store answered ${response.status}`);
+    if (!response.ok) {
+      // Read to the end or cancelled, a body frees its connection: one of the six there are.
+      response.body?.cancel();
+      throw new Error(`the image store answered ${response.status}`);
+    }
     arrived(index, await response.arrayBuffer());
   }
   const fetches = urls.map((_, index) => new Promise((resolve, reject) => {

@@ -1,5 +1,6 @@
 // What is drawn around the images: the corner text, the DICOM tag panel, and the test hook.
 
+import { app } from './app.js';
 import { measurements, windowOf } from './tools.js';
 
 function round(value, digits = 0) {
@@ -157,5 +158,19 @@ export function installTestHook(cs, viewer) {
     progress: () => viewer.allSeries().map((s) => ({
       id: s.id, loaded: s.loaded, failed: s.failed, total: s.imageIds.length,
     })),
+    // What a test that waited in vain for a series reports: each image of it not yet loaded,
+    // whether the background loader still has it queued, and whether a load of it has begun.
+    waiting(seriesId) {
+      const series = viewer.allSeries().find((s) => s.id === seriesId);
+      const { prefetcher } = app;
+      return (series?.imageIds || [])
+        .filter((id) => !prefetcher.loaded.has(id))
+        .map((id) => ({
+          image: id.slice(-60),
+          failed: prefetcher.failed.get(id) || null,
+          queued: prefetcher.queued.has(id) && prefetcher.queue.some(([s, i]) => s.imageIds[i] === id),
+          loading: Boolean(cs.cache.getImageLoadObject(id)),
+        }));
+    },
   };
 }

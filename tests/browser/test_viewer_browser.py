@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 from django.urls import reverse
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
@@ -65,6 +66,31 @@ def console_errors(page):
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     return errors
+
+
+@pytest.fixture
+def page_log(page):
+    """All the page says (warnings too, its workers' included) and the requests that failed:
+    what a wait that timed out reports."""
+    lines = []
+    page.on("console", lambda msg: lines.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda exc: lines.append(f"page error: {exc}"))
+    page.on("requestfailed", lambda r: lines.append(f"request failed: {r.url[:120]} {r.failure}"))
+    return lines
+
+
+def wait_until_series_loaded(page, series_id, page_log):
+    """Wait for every image of the series to load in the background; on a timeout, say which
+    images didn't and what the page said."""
+    try:
+        page.wait_for_function(
+            "id => window.viewerTestHook.progress().some(p => p.id === id && p.loaded === p.total)",
+            arg=series_id,
+            timeout=TIMEOUT,
+        )
+    except PlaywrightTimeoutError:
+        waiting = page.evaluate("id => window.viewerTestHook.waiting(id)", series_id)
+        pytest.fail(f"images never loaded: {waiting}; the page said: {page_log[-40:]}")
 
 
 def sign_in(page, client, user, *, with_totp=False):
@@ -176,7 +202,9 @@ def wait_for_index(page, index, viewport=0):
     )
 
 
-def test_patient_scrolls_a_stack_with_wheel_keys_and_slider(page, client, cd_studies, patient):
+def test_patient_scrolls_a_stack_with_wheel_keys_and_slider(
+    page, client, cd_studies, patient, page_log
+):
     series = longest_stack(cd_studies)
     sign_in(page, client, patient, with_totp=True)  # the real password + TOTP login, once
     page.goto(reverse("viewer:study", args=[series.study.id]))
@@ -209,11 +237,7 @@ def test_patient_scrolls_a_stack_with_wheel_keys_and_slider(page, client, cd_stu
         f"{series.num_instances} / {series.num_instances}"
     )
     # The whole series streams in the background; its progress bar fills.
-    page.wait_for_function(
-        "id => window.viewerTestHook.progress().some(p => p.id === id && p.loaded === p.total)",
-        arg=str(series.id),
-        timeout=TIMEOUT,
-    )
+    wait_until_series_loaded(page, str(series.id), page_log)
     assert "Im " in page.locator(".vw-cell.is-active .vw-ov-tr").inner_text()
 
 
