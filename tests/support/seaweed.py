@@ -76,17 +76,35 @@ class SeaweedS3:
             ),
         }
 
-    def client(self):
+    def client(self, **config):
+        config = {"retries": {"max_attempts": 2}, **config}
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+            config=Config(s3={"addressing_style": "path"}, **config),
         )
 
-    def start(self, timeout: float = 60) -> "SeaweedS3":
+    def start(self, timeout: float = 60, attempts: int = 3) -> "SeaweedS3":
+        """Start the server and wait until it stores objects. Its ports are picked free just
+        before, but any outgoing connection on the machine may take one of them (they come from
+        the same ephemeral range) before SeaweedFS binds it: then it exits at once, saying
+        so, and starts again on other ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                return self
+            except RuntimeError:
+                log = (self.workdir / "weed.log").read_bytes()
+                if attempt == attempts or b"address already in use" not in log:
+                    raise
+                self.s3_port = free_port()
+                (self.workdir / f"weed-attempt-{attempt}.log").write_bytes(log)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> None:
         config = self.workdir / "s3.json"
         config.write_text(
             json.dumps(
@@ -102,6 +120,7 @@ class SeaweedS3:
             )
         )
         data = self.workdir / "data"
+        shutil.rmtree(data, ignore_errors=True)  # what an attempt that failed left
         data.mkdir()
         ports = {
             name: free_port()
@@ -137,14 +156,15 @@ class SeaweedS3:
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_until_ready(timeout)
-        return self
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last_error = None
-        client = self.client()
+        # Asked often and briefly: a probe mustn't hang past the server's exit, or the deadline.
+        client = self.client(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.process = None
                 raise RuntimeError(f"SeaweedFS exited early; see {self.workdir / 'weed.log'}")
             try:
                 client.create_bucket(Bucket=self.bucket)
@@ -164,16 +184,16 @@ class SeaweedS3:
         self.stop()
         raise RuntimeError(f"SeaweedFS did not become ready: {last_error}")
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 15) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
 
-    def cleanup(self) -> None:
-        self.stop()
+    def cleanup(self, grace: float = 15) -> None:
+        self.stop(grace)
         shutil.rmtree(self.workdir, ignore_errors=True)
