@@ -4,7 +4,9 @@
 
 For each backend (the embedded default under gunicorn; PostgreSQL + SeaweedFS with presigned
 redirects), it uploads the synthetic CT over HTTP as the demo patient, opens the viewer in
-headless Chromium and reads the page's own performance marks:
+headless Chromium and reads the page's own performance marks. Chromium is driven over a bare
+DevTools pipe (bench/cdp.py), not Playwright, whose per-request events cost this 2-core
+machine a third of a 300-file load: a user's browser has no driver watching it.
 
     viewer-scripts-loaded -> first-image     (target: <= 100 ms, warm)
     viewer-scripts-loaded -> series-loaded   (all images fetched and decoded; target: <= 2 s)
@@ -28,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cdp import Chromium
 from bench.common import (
     PYTHON,
     backend,
@@ -40,7 +43,7 @@ from bench.common import (
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
-TIMEOUT_MS = 120_000
+TIMEOUT_S = 120
 
 # Fetches every URL, six at a time (a browser's connections per host), reading each body.
 FETCH_LOOP = """async (urls) => {
@@ -61,37 +64,37 @@ FETCH_LOOP = """async (urls) => {
   return { ms: performance.now() - started, bytes };
 }"""
 
-SERIES_LOADED = "() => performance.getEntriesByName('series-loaded').length > 0"
-# Checked on a timer: Playwright's default (every animation frame) would make the page draw
-# frames all along, which costs the measured page processor time on this 2-core machine.
-POLL_MS = 50
+SERIES_LOADED = "performance.getEntriesByName('series-loaded').length > 0"
 
-MARKS = """() => Object.fromEntries(
+MARKS = """Object.fromEntries(
   ['viewer-scripts-loaded', 'first-image', 'series-loaded'].map(
     (name) => [name, performance.getEntriesByName(name)[0]?.startTime ?? null]))"""
+# What the page says when the viewer can't start or an image fails (the bench has no console).
+PAGE_MESSAGES = (
+    "[...document.querySelectorAll('.vw-message:not([hidden])')].map((m) => m.textContent)"
+)
 
 
-def open_viewer(context, url: str) -> dict:
-    page = context.new_page()
-    page.on("console", lambda msg: msg.type == "error" and print("  browser:", msg.text[:300]))
-    page.on("pageerror", lambda error: print("  page error:", str(error)[:300]))
+def open_viewer(browser: Chromium, context: str, url: str) -> dict:
+    page = browser.open(context, url)
     try:
-        page.goto(url)
-        page.wait_for_function(SERIES_LOADED, timeout=TIMEOUT_MS, polling=POLL_MS)
+        page.wait_for(SERIES_LOADED, timeout=TIMEOUT_S)
         marks = page.evaluate(MARKS)
         print("  marks:", marks)
+        for message in page.evaluate(PAGE_MESSAGES):
+            print("  the page says:", message[:300])
         return marks
     finally:
         page.close()
 
 
-def fetch_loop(context, origin: str, urls: list[str], ready: str | None = None) -> dict:
-    page = context.new_page()
+def fetch_loop(
+    browser: Chromium, context: str, origin: str, urls: list[str], ready: str | None = None
+) -> dict:
+    page = browser.open(context, origin)
     try:
-        page.goto(origin)
-        if ready:
-            page.wait_for_function(ready, timeout=TIMEOUT_MS, polling=POLL_MS)
-        return page.evaluate(FETCH_LOOP, urls)
+        page.wait_for(ready or "document.readyState === 'complete'", timeout=TIMEOUT_S)
+        return page.evaluate(f"({FETCH_LOOP})({json.dumps(urls)})")
     finally:
         page.close()
 
@@ -108,7 +111,7 @@ def summarise(label: str, marks: dict, total_bytes: int) -> dict:
     return {"first_ms": first, "whole_ms": whole, "mb_per_s": mbps}
 
 
-def run_backend(kind: str, files: list[Path], browser) -> dict:
+def run_backend(kind: str, files: list[Path], browser: Chromium) -> dict:
     total_bytes = sum(path.stat().st_size for path in files)
     print(f"\n== {kind}: {len(files)} slices, {total_bytes / 1e6:.0f} MB")
     with backend(kind) as env, gunicorn(env) as (port, _process):
@@ -119,37 +122,22 @@ def run_backend(kind: str, files: list[Path], browser) -> dict:
             assert result["status"] == 200, result
             study_id = result["results"][0]["study"]["id"]
         base = f"http://127.0.0.1:{port}"
-        context = browser.new_context(base_url=base)
-        context.add_cookies(
-            [{"name": k, "value": v, "url": base} for k, v in client.cookies.items()]
-        )
+        context = browser.new_context(client.cookies, base)
         viewer_url = f"{base}/viewer/study/{study_id}/"
-        results = {
-            "cold": summarise("cold (first open)", open_viewer(context, viewer_url), total_bytes),
-        }
-        fresh = browser.new_context(base_url=base)
-        fresh.add_cookies([{"name": k, "value": v, "url": base} for k, v in client.cookies.items()])
-        results["warm"] = summarise(
-            "warm server, empty cache", open_viewer(fresh, viewer_url), total_bytes
-        )
-        results["cached"] = summarise(
-            "warm, browser cache", open_viewer(fresh, viewer_url), total_bytes
-        )
+        cold = open_viewer(browser, context, viewer_url)
+        results = {"cold": summarise("cold (first open)", cold, total_bytes)}
+        fresh = browser.new_context(client.cookies, base)
+        warm = open_viewer(browser, fresh, viewer_url)
+        results["warm"] = summarise("warm server, empty cache", warm, total_bytes)
+        cached = open_viewer(browser, fresh, viewer_url)
+        results["cached"] = summarise("warm, browser cache", cached, total_bytes)
         _, _, body = client.request("GET", f"/viewer/study/{study_id}/images.json")
         listing = json.loads(body)
         urls = [image["url"] for image in listing["series"][0]["images"]]
-        loop_context = browser.new_context(base_url=base)
-        loop_context.add_cookies(
-            [{"name": k, "value": v, "url": base} for k, v in client.cookies.items()]
-        )
+        loop_context = browser.new_context(client.cookies, base)
         # From the viewer page, once it is idle: its CSP lets fetches follow the redirects to
         # the object store.
-        loop = fetch_loop(
-            loop_context,
-            viewer_url,
-            urls,
-            ready=SERIES_LOADED,
-        )
+        loop = fetch_loop(browser, loop_context, viewer_url, urls, ready=SERIES_LOADED)
         print(
             f"  {'fetch loop, 300 URLs':<28} {loop['ms']:7.0f} ms   "
             f"{loop['bytes'] / 1e6 / (loop['ms'] / 1000):6.1f} MB/s"
@@ -159,7 +147,7 @@ def run_backend(kind: str, files: list[Path], browser) -> dict:
             # What the object store and the browser can do at best: the same files fetched
             # straight from the presigned URLs the viewer uses, without Django in between.
             direct = fetch_loop(
-                loop_context, viewer_url, presigned_urls(client, listing), ready=SERIES_LOADED
+                browser, loop_context, viewer_url, presigned_urls(client, listing), SERIES_LOADED
             )
             print(
                 f"  {'fetch loop, presigned URLs':<28} {direct['ms']:7.0f} ms   "
@@ -169,11 +157,11 @@ def run_backend(kind: str, files: list[Path], browser) -> dict:
             # The browser's own cost per request, bytes apart: as many 1 KB objects from the
             # same store. On a 2-core machine this alone is a third or more of the loop above.
             tiny = fetch_loop(
-                loop_context, viewer_url, tiny_object_urls(env, len(urls)), ready=SERIES_LOADED
+                browser, loop_context, viewer_url, tiny_object_urls(env, len(urls)), SERIES_LOADED
             )
             print(f"  {'fetch loop, 300 x 1 KB':<28} {tiny['ms']:7.0f} ms   (per-request cost)")
         for ctx in (context, fresh, loop_context):
-            ctx.close()
+            browser.close_context(ctx)
         return results
 
 
@@ -212,7 +200,7 @@ def tiny_object_urls(env: dict, count: int) -> list[str]:
     return urls
 
 
-def static_server_loop(files: list[Path], browser) -> float:
+def static_server_loop(files: list[Path], browser: Chromium) -> float:
     port = free_port()
     process = subprocess.Popen(
         [PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
@@ -224,8 +212,9 @@ def static_server_loop(files: list[Path], browser) -> float:
     try:
         time.sleep(1)
         context = browser.new_context()
-        loop = fetch_loop(context, f"http://127.0.0.1:{port}/", [f"/{path.name}" for path in files])
-        context.close()
+        paths = [f"/{path.name}" for path in files]
+        loop = fetch_loop(browser, context, f"http://127.0.0.1:{port}/", paths)
+        browser.close_context(context)
         print(
             f"\n== python -m http.server, same files\n  {'fetch loop, 300 files':<28} "
             f"{loop['ms']:7.0f} ms   {loop['bytes'] / 1e6 / (loop['ms'] / 1000):6.1f} MB/s"
@@ -241,18 +230,15 @@ def main():
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--only", choices=["embedded", "prod"])
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     workdir = Path(tempfile.mkdtemp(prefix="phr-bench-viewer-", dir=workspace()))
     try:
         files = synthesize_ct(workdir / "ct", slices=args.slices)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
+        browser = Chromium(CHROMIUM, CHROMIUM_ARGS)
+        try:
             static_ms = static_server_loop(files, browser)
             kinds = [args.only] if args.only else ["embedded", "prod"]
             results = {kind: run_backend(kind, files, browser) for kind in kinds}
+        finally:
             browser.close()
         print("\n== summary (targets: first image <= 100 ms warm, whole stack <= 2000 ms)")
         for kind, result in results.items():
