@@ -81,10 +81,10 @@ def open_viewer(browser: Chromium, context: str, url: str) -> dict:
         page.wait_for(SERIES_LOADED, timeout=TIMEOUT_S)
         marks = page.evaluate(MARKS)
         print("  marks:", marks)
-        for message in page.evaluate(PAGE_MESSAGES):
-            print("  the page says:", message[:300])
         return marks
     finally:
+        for message in page.evaluate(PAGE_MESSAGES):
+            print("  the page says:", message[:300])
         page.close()
 
 

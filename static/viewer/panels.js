@@ -168,7 +168,7 @@ export function installTestHook(cs, viewer) {
         .map((id) => ({
           image: id.slice(-60),
           failed: prefetcher.failed.get(id) || null,
-          queued: prefetcher.queued.has(id) && prefetcher.queue.some(([s, i]) => s.imageIds[i] === id),
+          queued: prefetcher.queue.some(([s, i]) => s.imageIds[i] === id),
           loading: Boolean(cs.cache.getImageLoadObject(id)),
         }));
     },

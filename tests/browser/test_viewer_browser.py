@@ -70,8 +70,8 @@ def console_errors(page):
 
 @pytest.fixture
 def page_log(page):
-    """All the page says (warnings too, its workers' included) and the requests that failed:
-    what a wait that timed out reports."""
+    """All the page says (warnings too) and the requests that failed: what a wait that timed
+    out reports."""
     lines = []
     page.on("console", lambda msg: lines.append(f"{msg.type}: {msg.text}"))
     page.on("pageerror", lambda exc: lines.append(f"page error: {exc}"))

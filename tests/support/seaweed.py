@@ -164,7 +164,6 @@ class SeaweedS3:
         client = self.client(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.process = None
                 raise RuntimeError(f"SeaweedFS exited early; see {self.workdir / 'weed.log'}")
             try:
                 client.create_bucket(Bucket=self.bucket)
