@@ -306,7 +306,10 @@ function refresh(slot) {
   const reason = prefetcher.failed.get(slot.series.imageIds[index]);
   if (reason) {
     const n = index + 1;
-    showMessage(slot, `Image ${n} of this series can't be shown: its file couldn't be decoded (${reason}). The other images still work.`);
+    // A file the server or the network didn't deliver is not one that was corrupt: say which.
+    const fetching = /answered \d{3}|failed to fetch|network/i.test(reason);
+    const what = fetching ? "couldn't be fetched" : "couldn't be decoded";
+    showMessage(slot, `Image ${n} of this series can't be shown: its file ${what} (${reason}). The other images still work.`);
   } else {
     hideMessage(slot);
   }

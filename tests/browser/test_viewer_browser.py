@@ -296,7 +296,7 @@ def test_an_image_that_cannot_be_decoded_says_so_and_the_rest_works(
     page.keyboard.press("End")
     message = page.locator(".vw-cell.is-active .vw-message")
     message.wait_for(state="visible", timeout=TIMEOUT)
-    assert "can't be shown" in message.inner_text()
+    assert "can't be shown: its file couldn't be decoded" in message.inner_text()
     page.keyboard.press("Home")
     page.wait_for_function(
         "() => { const s = window.viewerTestHook.state(0); return s.index === 0 && !s.error; }",
