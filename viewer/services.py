@@ -452,7 +452,7 @@ def download_url(request, study: Study) -> str | None:
     always; a doctor when one of their live shares holding the study allows downloads."""
     if is_owner(request, study):
         return reverse("vault:download_study", args=[study.id])
-    if any(share.allow_download for share in doctor.shares_holding(request, study)):
+    if doctor.may_download(request, study):
         return reverse("sharing:shared_download", args=[study.id])
     return None
 

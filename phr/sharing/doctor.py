@@ -128,3 +128,8 @@ def check_grants(request) -> GrantCheck:
 def shares_holding(request, study) -> list[Share]:
     """This browser's live shares that include `study` (re-checked in the database)."""
     return list(live_shares(request).filter(studies=study))
+
+
+def may_download(request, study) -> bool:
+    """Whether one of this browser's live shares holding `study` allows downloading it."""
+    return live_shares(request).filter(studies=study, allow_download=True).exists()

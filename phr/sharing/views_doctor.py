@@ -234,7 +234,7 @@ def shared_document(request, document_id):
 @require_GET
 def shared_download(request, study_id):
     study = get_study_or_404(request, study_id)
-    if not any(share.allow_download for share in doctor.shares_holding(request, study)):
+    if not doctor.may_download(request, study):
         raise Http404  # view-only share: as if there were no download at all
     _log_use(
         request, study, Event.DOWNLOADED, detail=services.study_words(study), object_id=study.pk
@@ -243,7 +243,7 @@ def shared_download(request, study_id):
         [study],
         visible_documents(request).filter(study=study),
         # Re-checked in the database before each file, like any other request of the doctor's.
-        still_allowed=lambda: any(s.allow_download for s in doctor.shares_holding(request, study)),
+        still_allowed=lambda: doctor.may_download(request, study),
     )
     response = StreamingHttpResponse(archive.chunks(), content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, archive.filename)
