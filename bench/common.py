@@ -131,7 +131,7 @@ def backend(kind: str):
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PHR_LOG_LEVEL": "WARNING",
+        "PHR_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
     try:
         if kind == "embedded":

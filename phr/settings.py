@@ -202,6 +202,15 @@ elif STORAGE_BACKEND == "filesystem":
 else:
     raise ImproperlyConfigured(f"PHR_STORAGE must be 'filesystem' or 's3', not {STORAGE_BACKEND!r}")
 
+# On object storage, each series of 4 images or more is also kept as one object, its files back
+# to back, so that the viewer fetches a CT in a few ranged requests instead of hundreds
+# (phr/vault/bundles.py). "background": built in a thread after the viewer first asks for the
+# series; "inline": built during that request (the tests, or a site that wants no threads);
+# "off": never (the viewer fetches file by file).
+PHR_SERIES_BUNDLES = envstr("PHR_SERIES_BUNDLES", "background")
+if PHR_SERIES_BUNDLES not in ("background", "inline", "off"):
+    raise ImproperlyConfigured("PHR_SERIES_BUNDLES must be 'background', 'inline' or 'off'.")
+
 # Behind nginx: Django checks access, then hands the file to nginx with X-Accel-Redirect
 # (e.g. "/protected-media/", an `internal` location aliased to MEDIA_ROOT). Empty: Django streams.
 PHR_ACCEL_REDIRECT_PREFIX = envstr("PHR_ACCEL_REDIRECT_PREFIX")

@@ -31,6 +31,9 @@ CHROMIUM_ARGS = [
 def _fast_and_isolated(settings, tmp_path):
     # Hashing passwords at full strength costs seconds per test and proves nothing here.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # A series bundle is built during the request that first needs it, not in a thread that
+    # would outlive the test (tests/viewer/test_bundles.py tries the thread on its own).
+    settings.PHR_SERIES_BUNDLES = "inline"
     if settings.STORAGE_BACKEND == "filesystem":
         _media_in(settings, tmp_path)
 

@@ -19,7 +19,9 @@ Serving strategy, chosen per request from the storage backend:
 Otherwise the viewer fetches a whole series in batches (`files_response`): each file on its own
 costs a request, and at hundreds of slices the cost per request, in Django and in the browser,
 is most of the time the stack takes to load. A batch is authorised once, for its study, and is
-either the files themselves one after the other (file system) or their presigned URLs (S3).
+either the files themselves one after the other (file system) or their presigned URLs (S3):
+where the series' bundle is stored (phr/vault/bundles.py), the bundle's URL with each file's
+place in it, so that the browser fetches a whole series in a few ranged requests.
 """
 
 import os
@@ -43,6 +45,8 @@ from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
 from phr.sharing import doctor
+from phr.vault import blobs
+from phr.vault import bundles as vault_bundles
 from phr.vault.indexing import db_uuid
 from phr.vault.models import Instance, Series, Study
 from viewer import securelink
@@ -173,7 +177,7 @@ def _has_pixels(row: dict) -> bool:
 def _nginx_serves_links() -> bool:
     # Secure links are for files on this machine; on S3 the store's presigned URLs serve, as in
     # instance_response and files_response, which look at the storage first too.
-    return securelink.enabled() and local_path("probe") is not None
+    return securelink.enabled() and not blobs.on_object_storage()
 
 
 def _url_for_each(name: str):
@@ -358,7 +362,7 @@ def files_per_batch() -> int:
     """How many files the viewer asks for per batch request (`files_response`). Behind nginx
     with secure links it needs no batch request: the study's list brings the links
     (`study_images`); it still fetches them this many at a time."""
-    if local_path("probe") is None or securelink.enabled():
+    if blobs.on_object_storage() or securelink.enabled():
         return LINKS_PER_BATCH
     return FILES_PER_STREAMED_BATCH
 
@@ -368,16 +372,18 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
     answer, in the order asked; 404 if any of them isn't in the study.
 
     File system: the files back to back (`X-Instance-Sizes` lists their lengths, so the browser
-    can split them as they arrive). S3: `{"urls": [...]}`, their presigned URLs; behind nginx
+    can split them as they arrive). S3: `{"urls": [...]}`, their presigned URLs, or their
+    bundle's with `"ranges": [[offset, size] or null, ...]` (see _object_store_answer); behind nginx
     with secure links, the same form with nginx's signed URLs. The answer itself is not cached.
     """
-    keys_by_id = _storage_keys(study, ids)
-    if len(keys_by_id) != len(ids):
+    found = _storage_keys(study, ids)
+    if len(found) != len(ids):
         raise Http404("No such image in this study.")
-    keys = [keys_by_id[db_uuid(pk)] for pk in ids]
+    keys = [found[db_uuid(pk)][0] for pk in ids]
     if local_path(keys[0]) is None:
-        # Every presigned URL is new (it carries the time it was signed): not worth storing.
-        return _url_list([default_storage.url(key) for key in keys], cacheable=False)
+        # As the database gave them: 32 hex digits on SQLite, UUIDs on PostgreSQL.
+        series_ids = [Series._meta.pk.to_python(found[db_uuid(pk)][1]) for pk in ids]
+        return _object_store_answer(ids, keys, series_ids)
     if securelink.enabled():
         # One clock reading for the whole batch, so that its URLs all expire together; they
         # repeat for a few minutes (securelink.EXPIRY_STEP_SECONDS), so the browser keeps them.
@@ -403,25 +409,48 @@ def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
 
 
 def _storage_keys(study: Study, ids: list[uuid.UUID]) -> dict:
-    """{instance id as the database stores it: storage key} of those of `ids` in `study`.
+    """{instance id as the database stores it: (storage key, series id)} of those of `ids` in
+    `study`.
 
     In SQL: building this query through the ORM (50 UUID lookups, a join) cost more than half
     of a batch request's time in the view, profiled, and a batch is what Django does per 100
     images served behind nginx or S3."""
     marks = ", ".join(["%s"] * len(ids))  # placeholders only: the IDs go as parameters
     query = (
-        "SELECT i.id, i.storage_key FROM vault_instance i JOIN vault_series s"  # noqa: S608
+        "SELECT i.id, i.storage_key, i.series_id FROM vault_instance i JOIN vault_series s"  # noqa: S608
         f" ON s.id = i.series_id WHERE s.study_id = %s AND i.id IN ({marks})"
     )
     with connection.cursor() as cursor:
         cursor.execute(query, [db_uuid(study.pk), *(db_uuid(pk) for pk in ids)])
-        return dict(cursor.fetchall())
+        return {pk: (key, series_id) for pk, key, series_id in cursor.fetchall()}
 
 
-def _url_list(urls: list[str], cacheable: bool) -> HttpResponse:
+def _object_store_answer(ids: list[uuid.UUID], keys: list[str], series_ids: list) -> HttpResponse:
+    """Presigned URLs for these files: of their series' bundle where it is stored, with each
+    file's place in it (`ranges`: [offset, size]), else of the file itself."""
+    bundles = vault_bundles.stored_bundles(set(series_ids))
+    parts = {series_id: bundle.parts() for series_id, bundle in bundles.items()}
+    signed = {bundle.key: default_storage.url(bundle.key) for bundle in bundles.values()}
+    urls, ranges = [], []
+    for pk, key, series_id in zip(ids, keys, series_ids, strict=True):
+        part = parts.get(series_id, {}).get(pk)
+        if part is None:
+            urls.append(default_storage.url(key))
+            ranges.append(None)
+        else:
+            urls.append(signed[bundles[series_id].key])
+            ranges.append(list(part))
+    # Every presigned URL is new (it carries the time it was signed): not worth storing.
+    return _url_list(urls, cacheable=False, ranges=ranges if any(ranges) else None)
+
+
+def _url_list(urls: list[str], cacheable: bool, ranges: list | None = None) -> HttpResponse:
     # `cacheable` tells the viewer's fetcher (static/viewer/fetcher.js) whether the browser may
-    # keep the files these URLs bring.
-    response = JsonResponse({"urls": urls, "cacheable": cacheable})
+    # keep the files these URLs bring; `ranges`, where a URL is a bundle's, which bytes of it.
+    answer = {"urls": urls, "cacheable": cacheable}
+    if ranges:
+        answer["ranges"] = ranges
+    response = JsonResponse(answer)
     response["Cache-Control"] = "no-store"  # the URLs in it expire
     return response
 
@@ -437,7 +466,7 @@ def _concatenate(paths: list[str], sizes: list[int]):
 def storage_origin() -> str | None:
     """The object store's origin, which the page must be allowed to fetch from (CSP
     connect-src) when images are redirected there; None when Django serves them itself."""
-    if local_path("probe") is not None:
+    if not blobs.on_object_storage():
         return None
     parts = urlsplit(default_storage.url("probe"))
     return f"{parts.scheme}://{parts.netloc}"

@@ -27,7 +27,7 @@ from accounts.sessions import delete_sessions_of
 from phr.hospital.models import DepositCode
 from phr.rights.models import ErasureRecord
 from phr.sharing.models import Share
-from phr.vault import blobs
+from phr.vault import blobs, bundles
 from phr.vault.models import Document, Instance, Study
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ def erase_account(user) -> ErasureRecord:
         shares_stopped=shares_stopped,
         deposit_codes_stopped=codes_stopped,
     )
-    # Every blob key is derived from the owner (phr.vault.blobs, phr.vault.thumbnails), so
-    # these two folders hold all of the account's bytes, leftovers of failed ingests included.
-    owner_folders = [f"vault/{user.pk}", f"thumbs/{user.pk}"]
+    # Every blob key is derived from the owner (phr.vault.blobs, thumbnails, bundles), so these
+    # three folders hold all of the account's bytes, leftovers of failed ingests included.
+    owner_folders = [f"vault/{user.pk}", f"thumbs/{user.pk}", f"{bundles.BUNDLES_ROOT}/{user.pk}"]
 
     with transaction.atomic():
         # Login-attempt logs carry the email address: they go too.

@@ -20,6 +20,7 @@ from phr.sharing.models import (
     Share,
     Status,
 )
+from phr.vault import bundles
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def create_share(
     share.save()
     share.studies.set(studies)
     record(share, Event.CREATED, client, detail=_scope_words(studies))
+    transaction.on_commit(lambda: bundles.prepare(studies))
     return share, secrets
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -50,6 +51,25 @@ def store(key: str, fileobj, size: int) -> tuple[str, bool]:
     return default_storage.save(key, content), True
 
 
+def store_stream(key: str, stream) -> None:
+    """Save what `stream` (read front to back, once) holds under `key`, replacing what is there.
+
+    On S3 the bytes go up in parts as they are read: nothing is spooled to disk first, and an
+    exception from `stream` aborts the upload (boto3 then removes the parts it sent)."""
+    if not isinstance(default_storage, S3Storage):
+        default_storage.delete(key)
+        default_storage.save(key, File(stream, name=key))
+        return
+    default_storage.bucket.meta.client.upload_fileobj(
+        stream,
+        default_storage.bucket_name,
+        _bucket_key(default_storage, key),
+        ExtraArgs=default_storage._get_write_parameters(key),
+        # Parts are held in memory until sent: 4 of 8 MB at most.
+        Config=TransferConfig(multipart_chunksize=8 * 1024**2, max_concurrency=4),
+    )
+
+
 def _fits_one_put(storage, size: int) -> bool:
     """An S3 object small enough that django-storages would upload it in one PUT anyway."""
     if not isinstance(storage, S3Storage) or storage.gzip:
@@ -70,6 +90,31 @@ def _put_object(storage, key: str, fileobj, size: int) -> None:
         ContentLength=size,
         **storage._get_write_parameters(key, fileobj),
     )
+
+
+def open_stream(key: str, storage=None):
+    """The blob's bytes as a stream to read once, front to back, then close.
+
+    On S3 a plain GET whose body is read as it arrives. Storage.open() there downloads the
+    whole object through boto3's transfer manager into a temp file first, which is the right
+    thing for a file read at random (pydicom) but several times slower for a copy: building a
+    300-file series bundle took 15 s that way."""
+    storage = storage or default_storage
+    if not isinstance(storage, S3Storage):
+        return storage.open(key, "rb")
+    answer = storage.bucket.meta.client.get_object(
+        Bucket=storage.bucket_name, Key=_bucket_key(storage, key)
+    )
+    return answer["Body"]
+
+
+def on_object_storage() -> bool:
+    """Whether blobs live in an object store (S3), with no path on this machine."""
+    try:
+        default_storage.path("probe")
+    except NotImplementedError:
+        return True
+    return False
 
 
 def keys_under(folder: str, storage=None):

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from pydicom.uid import UID
 
-from phr.vault import blobs, thumbnails
+from phr.vault import blobs, bundles, thumbnails
 from phr.vault.models import Instance, Series, Study
 from phr.vault.patient_label import label_mismatch_warning
 
@@ -312,7 +312,8 @@ class DeletedStudy:
 
 
 def delete_study(study: Study) -> DeletedStudy:
-    """Delete a study's rows, then every blob and cached thumbnail no row refers to any more.
+    """Delete a study's rows, then every blob, cached thumbnail and series bundle no row refers
+    to any more.
 
     Rows go first, in one transaction: if that fails nothing is lost. Blobs go after the
     commit, each only once no row points at it, so bytes shared with another of the owner's
@@ -324,6 +325,7 @@ def delete_study(study: Study) -> DeletedStudy:
     keys = set(instances.values_list("storage_key", flat=True))
     hashes = set(instances.values_list("sha256", flat=True))
     study_id, owner_id, count = study.pk, study.owner_id, study.num_instances
+    series_bundles = bundles.bundles_of(study.series.values_list("id", flat=True)).values()
     summary_title, summary_date = study.title, study.study_date
 
     with transaction.atomic():
@@ -344,5 +346,8 @@ def delete_study(study: Study) -> DeletedStudy:
             default_storage.delete(thumbnails.thumbnail_key(owner_id, sha256))
         except Exception:
             log.exception("could not remove a cached thumbnail after deleting a study")
+    # Another series of the owner's may hold exactly the same files, and so the same bundle.
+    still_named = bundles.referenced_bundle_keys(owner_id)
+    bundles.delete_bundles(bundle for bundle in series_bundles if bundle.key not in still_named)
     log.info("deleted study %s: %d instances, %d blobs", study_id, count, removed)
     return DeletedStudy(summary_title, summary_date, count, removed)

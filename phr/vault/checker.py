@@ -7,6 +7,8 @@ Six things can go wrong, and only the leftovers are safe to repair by machine:
   - unreferenced thumbnails (under `thumbs/`, drawn from bytes no instance holds any more):
     `fix` removes them past the grace period too. A missing thumbnail is never a problem: it
     is drawn again when a page asks for it.
+  - unreferenced series bundles (under `bundles/`, the files of a series as it no longer is;
+    phr.vault.bundles): the same. A missing bundle is built again when the viewer asks.
   - incomplete multipart uploads (S3 only): a big blob whose upload stopped part-way when the
     object store or our process died. Its parts are invisible to listings but hold the
     patient's bytes; `fix` aborts those begun before the grace period.
@@ -27,7 +29,7 @@ from datetime import datetime, timedelta
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from phr.vault import blobs, tempfiles, thumbnails
+from phr.vault import blobs, bundles, tempfiles, thumbnails
 from phr.vault.models import Document, Instance
 
 VAULT_ROOT = "vault"
@@ -60,12 +62,16 @@ class Report:
     blobs_seen: int = 0
     rows_seen: int = 0
     thumbnails_seen: int = 0
+    bundles_seen: int = 0
     orphans: list[str] = field(default_factory=list)  # past grace and still there
     pending_orphans: list[str] = field(default_factory=list)  # within grace: left alone
     removed_orphans: list[str] = field(default_factory=list)
     orphan_thumbnails: list[str] = field(default_factory=list)
     pending_thumbnails: list[str] = field(default_factory=list)
     removed_thumbnails: list[str] = field(default_factory=list)
+    orphan_bundles: list[str] = field(default_factory=list)
+    pending_bundles: list[str] = field(default_factory=list)
+    removed_bundles: list[str] = field(default_factory=list)
     incomplete_uploads: list[blobs.IncompleteUpload] = field(default_factory=list)
     pending_uploads: list[blobs.IncompleteUpload] = field(default_factory=list)
     aborted_uploads: list[blobs.IncompleteUpload] = field(default_factory=list)
@@ -82,6 +88,7 @@ class Report:
         return (
             len(self.orphans)
             + len(self.orphan_thumbnails)
+            + len(self.orphan_bundles)
             + len(self.incomplete_uploads)
             + len(self.missing)
             + len(self.mismatches)
@@ -106,31 +113,44 @@ def check_vault(
     now: datetime | None = None,
 ) -> Report:
     """Compare rows with blobs (of one owner, or everybody's) and the temp folder with the
-    clock; with `fix`, remove leftovers (orphan blobs and thumbnails, incomplete uploads,
-    stale temp files) older than `grace_seconds`."""
+    clock; with `fix`, remove leftovers (orphan blobs, thumbnails and bundles, incomplete
+    uploads, stale temp files) older than `grace_seconds`."""
     storage = storage or default_storage
     now = now or timezone.now()
     report = Report(grace_seconds=grace_seconds, owner_id=owner_id, fixed=fix)
     vault_root, thumbs_root = _scoped(VAULT_ROOT, owner_id), _scoped(THUMBS_ROOT, owner_id)
+    bundles_root = _scoped(bundles.BUNDLES_ROOT, owner_id)
 
     # Rows first, then the listing: an ingest stores its blob before committing its rows, so
     # in this order a file arriving mid-check looks like a young orphan (protected by the
-    # grace period), never like a row without a blob. Thumbnails are drawn after their row.
+    # grace period), never like a row without a blob. Thumbnails and bundles are made after
+    # their rows.
     rows = referenced_rows(owner_id)
     wanted_thumbnails = thumbnails.referenced_thumbnail_keys(owner_id)
+    wanted_bundles = bundles.referenced_bundle_keys(owner_id)
     listed = set(blobs.keys_under(vault_root, storage))
     listed_thumbnails = set(blobs.keys_under(thumbs_root, storage))
+    listed_bundles = set(blobs.keys_under(bundles_root, storage))
     report.rows_seen = sum(len(found) for found in rows.values())
     report.blobs_seen = len(listed)
     report.thumbnails_seen = len(listed_thumbnails)
+    report.bundles_seen = len(listed_bundles)
 
     for key in sorted(rows):
         _check_referenced(storage, key, rows[key], key in listed, report)
     for key in sorted(listed - rows.keys()):
         _check_orphan(storage, key, now, grace_seconds, fix, report)
     for key in sorted(listed_thumbnails - wanted_thumbnails):
-        _check_thumbnail(storage, key, now, grace_seconds, fix, report)
-    for root in (vault_root, thumbs_root):
+        # Re-asked, as for blobs: the image may have been uploaded (again) since the rows were
+        # read. Should it arrive right after removal, the page draws the thumbnail again.
+        lists = (report.pending_thumbnails, report.orphan_thumbnails, report.removed_thumbnails)
+        _check_derived(
+            storage, key, thumbnails.thumbnail_is_referenced, lists, now, grace_seconds, fix
+        )
+    for key in sorted(listed_bundles - wanted_bundles):
+        lists = (report.pending_bundles, report.orphan_bundles, report.removed_bundles)
+        _check_derived(storage, key, bundles.bundle_is_referenced, lists, now, grace_seconds, fix)
+    for root in (vault_root, thumbs_root, bundles_root):
         for upload in blobs.incomplete_uploads_under(root, storage):
             _check_incomplete_upload(storage, upload, now, grace_seconds, fix, report)
     _check_temp_files(tempfiles.upload_temp_dir(), now, grace_seconds, fix, report)
@@ -219,22 +239,26 @@ def _check_orphan(storage, key: str, now, grace_seconds: int, fix: bool, report:
             report.missing[key] = ("a row committed while the blob was removed",)
 
 
-def _check_thumbnail(storage, key: str, now, grace_seconds: int, fix: bool, report: Report) -> None:
-    # Re-asked, as for blobs: the image may have been uploaded (again) since the rows were read.
-    if thumbnails.thumbnail_is_referenced(key):
+def _check_derived(
+    storage, key: str, is_referenced, lists, now, grace_seconds: int, fix: bool
+) -> None:
+    """A thumbnail or bundle that no row names: made again from the blobs whenever it is
+    wanted, so removing it past the grace period loses nothing. `lists`: the report's pending,
+    orphan and removed lists for its kind."""
+    pending, orphans, removed = lists
+    if is_referenced(key):
         return
     try:
         modified = storage.get_modified_time(key)
     except FileNotFoundError:
         return
     if _within_grace(now - modified, grace_seconds):
-        report.pending_thumbnails.append(key)
+        pending.append(key)
     elif not fix:
-        report.orphan_thumbnails.append(key)
+        orphans.append(key)
     else:
-        # Should its image arrive right now after all, the page draws the thumbnail again.
         storage.delete(key)
-        report.removed_thumbnails.append(key)
+        removed.append(key)
 
 
 def _check_incomplete_upload(
@@ -281,7 +305,8 @@ def render(report: Report, examples: int = 10) -> str:
     scope = f"owner {report.owner_id}" if report.owner_id is not None else "all owners"
     lines = [
         f"Vault check ({scope}): {report.blobs_seen} blobs, {report.rows_seen} rows, "
-        f"{report.thumbnails_seen} thumbnails; grace period {report.grace_seconds} s.",
+        f"{report.thumbnails_seen} thumbnails, {report.bundles_seen} series bundles; "
+        f"grace period {report.grace_seconds} s.",
     ]
 
     def section(title, items, advice=""):
@@ -312,6 +337,8 @@ def render(report: Report, examples: int = 10) -> str:
     section("Orphan blobs pending, within grace (kept)", report.pending_orphans)
     section("Unreferenced thumbnails past the grace period", report.orphan_thumbnails, fix_hint)
     section("Unreferenced thumbnails pending, within grace (kept)", report.pending_thumbnails)
+    section("Unreferenced series bundles past the grace period", report.orphan_bundles, fix_hint)
+    section("Unreferenced series bundles pending, within grace (kept)", report.pending_bundles)
     section(
         "Incomplete multipart uploads past the grace period",
         [upload.describe() for upload in report.incomplete_uploads],
@@ -326,6 +353,7 @@ def render(report: Report, examples: int = 10) -> str:
     if report.fixed:
         section("Removed orphan blobs", report.removed_orphans)
         section("Removed unreferenced thumbnails", report.removed_thumbnails)
+        section("Removed unreferenced series bundles", report.removed_bundles)
         section(
             "Aborted incomplete uploads", [upload.describe() for upload in report.aborted_uploads]
         )

@@ -27,9 +27,9 @@ async function fetchBatch(filesUrl, ids, arrived) {
   const response = await fetch(`${filesUrl}?ids=${query}`, { credentials: 'same-origin' });
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
   if ((response.headers.get('Content-Type') || '').startsWith('application/json')) {
-    const { urls, cacheable } = await response.json();
+    const { urls, cacheable, ranges } = await response.json();
     if (urls?.length !== ids.length) throw new Error('the batch listed other files');
-    await fetchLinks(urls, Boolean(cacheable), arrived);
+    await fetchLinks(urls, Boolean(cacheable), arrived, ranges);
     return;
   }
   const sizes = (response.headers.get('X-Instance-Sizes') || '').split(',').map(Number);
@@ -57,33 +57,73 @@ function startLinks() {
   }
 }
 
-async function fetchLinks(urls, cacheable, arrived) {
+// A series bundle (phr/vault/bundles.py) is fetched in ranges of at most this many files: a
+// batch of 100 is then six ranges, so that even the last batch of a series, alone in flight,
+// keeps the six connections busy.
+const FILES_PER_RANGE = 17;
+
+/** Fetch signed URLs through the pool: whole files, or, where `ranges[index]` is
+ * [offset, size], that file's bytes in a bundle, asked for with its neighbours in one range. */
+async function fetchLinks(urls, cacheable, arrived, ranges = null) {
   let failed = false;
-  async function fetchOne(index) {
+  async function fetchPiece({ url, indexes }) {
     if (failed) return; // the batch has failed: its files are being fetched one by one
     // A presigned S3 URL is never asked for twice, so keeping its file only costs the browser
     // time; an nginx secure link repeats for a few minutes (the server says `cacheable`), so a
     // study opened again soon comes from the cache. No cookies: the signature is the
     // authorisation, whether the URL is the object store's or our own origin's.
-    const response = await fetch(urls[index], {
-      cache: cacheable ? 'default' : 'no-store',
-      credentials: 'omit',
-    });
-    if (!response.ok) {
+    const options = { cache: cacheable ? 'default' : 'no-store', credentials: 'omit' };
+    // A piece is either one whole file, or files of a bundle (see pieces below).
+    const spans = ranges?.[indexes[0]] ? indexes.map((index) => ranges[index]) : null;
+    if (spans) {
+      const [first] = spans[0];
+      const [lastOffset, lastSize] = spans[spans.length - 1];
+      options.headers = { Range: `bytes=${first}-${lastOffset + lastSize - 1}` };
+    }
+    const response = await fetch(url, options);
+    if (!response.ok || (spans && response.status !== 206)) {
       // Read to the end or cancelled, a body frees its connection: one of the six there are.
       response.body?.cancel();
       throw new Error(`the image store answered ${response.status}`);
     }
-    arrived(index, await response.arrayBuffer());
+    if (!spans) {
+      arrived(indexes[0], await response.arrayBuffer());
+      return;
+    }
+    const sizes = spans.map(([, size]) => size);
+    await splitStream(response.body, sizes, (nth, buffer) => arrived(indexes[nth], buffer));
   }
-  const fetches = urls.map((_, index) => new Promise((resolve, reject) => {
-    waitingLinks.push(() => fetchOne(index).then(resolve, (error) => {
+  const fetches = pieces(urls, ranges).map((piece) => new Promise((resolve, reject) => {
+    waitingLinks.push(() => fetchPiece(piece).then(resolve, (error) => {
       failed = true;
       reject(error);
     }));
   }));
   startLinks();
   await Promise.all(fetches);
+}
+
+/** What to ask for: each whole file on its own; files of a bundle that lie back to back in it,
+ * FILES_PER_RANGE at most, together. */
+function pieces(urls, ranges) {
+  const found = [];
+  let run = null;
+  urls.forEach((url, index) => {
+    const span = ranges?.[index];
+    if (!span) {
+      found.push({ url, indexes: [index] });
+      run = null;
+      return;
+    }
+    const previous = run && ranges[run.indexes[run.indexes.length - 1]];
+    const follows = previous && run.url === url && previous[0] + previous[1] === span[0];
+    if (!follows || run.indexes.length === FILES_PER_RANGE) {
+      run = { url, indexes: [] };
+      found.push(run);
+    }
+    run.indexes.push(index);
+  });
+  return found;
 }
 
 /** Cut a stream of files back to back into one ArrayBuffer per file, as the bytes arrive. */

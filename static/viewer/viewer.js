@@ -241,10 +241,14 @@ async function showSeries(slot, series, index = 0) {
   slot.wanted = Math.min(index, series.imageIds.length - 1);
   hideMessage(slot);
   markShownSeries();
-  const viewport = viewer.viewport(slot.index);
   prefetcher.add(series, { first: true });
+  await drawStack(slot, series, slot.wanted);
+}
+
+async function drawStack(slot, series, index) {
+  const viewport = viewer.viewport(slot.index);
   try {
-    await viewport.setStack(series.imageIds, slot.wanted);
+    await viewport.setStack(series.imageIds, index);
     viewport.render();
   } catch (error) {
     onImageFailed(series, viewport.getCurrentImageId(), describe(error));
@@ -317,6 +321,22 @@ function refresh(slot) {
   if (slot.index === viewer.active) updateSlider();
 }
 
+/**
+ * Whether the viewport just drew an image of the series it showed before `slot.series`, and if
+ * so, draw the right one. It happens when a series is picked while the one before is still
+ * loading its image: Cornerstone's CPU renderer (phones without WebGL, headless browsers)
+ * checks only the index of an image that arrives, so the earlier series' image, arriving last,
+ * is drawn under the picked series' overlay.
+ */
+function drewAnEarlierSeries(slot, { imageId, imageIdIndex }) {
+  if (!slot.series || slot.series.imageIds[imageIdIndex] === imageId) return false;
+  // After Cornerstone has finished drawing the stray image (this event comes before that).
+  setTimeout(() => {
+    if (slot.enabled && slot.series) drawStack(slot, slot.series, app.wantedIndex(slot));
+  });
+  return true;
+}
+
 function listenToCornerstone() {
   const E = cs.Enums.Events;
   cs.eventTarget.addEventListener(E.IMAGE_LOADED, (event) => {
@@ -339,7 +359,10 @@ function listenToCornerstone() {
     };
     // Before the image loads (so the overlay follows a fast scroll) and once it is drawn.
     slot.element.addEventListener(E.PRE_STACK_NEW_IMAGE, moved);
-    slot.element.addEventListener(E.STACK_NEW_IMAGE, moved);
+    slot.element.addEventListener(E.STACK_NEW_IMAGE, (event) => {
+      if (drewAnEarlierSeries(slot, event.detail)) return;
+      moved(event);
+    });
     slot.element.addEventListener(E.VOI_MODIFIED, update);
     slot.element.addEventListener(E.CAMERA_MODIFIED, update);
     slot.element.addEventListener(E.IMAGE_RENDERED, () => {

@@ -20,7 +20,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from tests.conftest import login_with_totp, wait_for_fresh_totp_window
-from tests.support.vaultdata import ingest_path
+from tests.support.vaultdata import add_one_image_series, ingest_path, longest_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -68,28 +68,19 @@ def console_errors(page):
     return errors
 
 
-@pytest.fixture
-def page_log(page):
-    """All the page says (warnings too) and the requests that failed: what a wait that timed
-    out reports."""
-    lines = []
-    page.on("console", lambda msg: lines.append(f"{msg.type}: {msg.text}"))
-    page.on("pageerror", lambda exc: lines.append(f"page error: {exc}"))
-    page.on("requestfailed", lambda r: lines.append(f"request failed: {r.url[:120]} {r.failure}"))
-    return lines
-
-
 def wait_until_series_loaded(page, series_id, page_log):
     """Wait for every image of the series to load in the background; on a timeout, say which
     images didn't and what the page said."""
     try:
         page.wait_for_function(
-            "id => window.viewerTestHook.progress().some(p => p.id === id && p.loaded === p.total)",
+            # `?.`: called soon after the page opened, the viewer may not have started yet.
+            "id => window.viewerTestHook?.progress()"
+            ".some(p => p.id === id && p.loaded === p.total)",
             arg=series_id,
             timeout=TIMEOUT,
         )
     except PlaywrightTimeoutError:
-        waiting = page.evaluate("id => window.viewerTestHook.waiting(id)", series_id)
+        waiting = page.evaluate("id => window.viewerTestHook?.waiting(id)", series_id)
         pytest.fail(f"images never loaded: {waiting}; the page said: {page_log[-40:]}")
 
 
@@ -178,17 +169,6 @@ def test_each_transfer_syntax_renders_with_pydicoms_pixel_values(
 # --- interaction -----------------------------------------------------------------------------
 
 
-def longest_stack(studies):
-    """The CD's longest series of real images (its TINY_ALPHA series has no pixels)."""
-    series = [
-        s
-        for study in studies
-        for s in study.series.all()
-        if s.instances.filter(rows__isnull=False).count() > 1
-    ]
-    return max(series, key=lambda s: s.num_instances)
-
-
 def viewport_centre(page, index=0):
     box = page.locator(f"#viewport-{index}").bounding_box()
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -200,6 +180,29 @@ def wait_for_index(page, index, viewport=0):
         arg=[viewport, index],
         timeout=TIMEOUT,
     )
+
+
+def each_image_by_keyboard(page, count, *, drawn=True, page_log=()):
+    """Step viewport 0 through its series with the keyboard, from the first image (Home, then
+    ArrowDown). Yields each index with the viewer's state once that image is on screen (once it
+    is the current one, if not `drawn`: an image that failed is never drawn)."""
+    page.locator("#viewport-0").focus()
+    page.keyboard.press("Home")
+    for index in range(count):
+        if index:
+            page.keyboard.press("ArrowDown")
+        try:
+            shown = page.wait_for_function(
+                "([i, drawn]) => { const s = window.viewerTestHook.state(0);"
+                " return s.index === i && (s.ready || !drawn) && s; }",
+                arg=[index, drawn],
+                timeout=TIMEOUT,
+            )
+        except PlaywrightTimeoutError:
+            pytest.fail(
+                f"image {index} never shown: {state(page)}; the page said: {page_log[-40:]}"
+            )
+        yield index, shown.json_value()
 
 
 def test_patient_scrolls_a_stack_with_wheel_keys_and_slider(
@@ -239,6 +242,50 @@ def test_patient_scrolls_a_stack_with_wheel_keys_and_slider(
     # The whole series streams in the background; its progress bar fills.
     wait_until_series_loaded(page, str(series.id), page_log)
     assert "Im " in page.locator(".vw-cell.is-active .vw-ov-tr").inner_text()
+
+
+def test_a_series_picked_while_the_first_still_loads_is_the_one_drawn(
+    page, client, ct_study, patient, tmp_path
+):
+    first = ct_study.series.get()
+    picked = add_one_image_series(first, tmp_path)
+    held_instance = first.instances.get()
+    held = []  # the first series' image, kept from the browser until the picked one is drawn
+    page.route(
+        lambda url: str(held_instance.id) in url and "tags" not in url,
+        lambda route: held.append(route),
+    )
+    sign_in(page, client, patient)
+    page.goto(reverse("viewer:study", args=[ct_study.id]))
+    # The viewer has started and is showing the first series, whose image hasn't arrived.
+    page.wait_for_function("() => window.viewerTestHook", timeout=TIMEOUT)
+    assert held and state(page)["seriesId"] == str(first.id)
+
+    page.locator(f'[data-series-id="{picked.id}"]').click()
+    page.wait_for_function(
+        "id => { const s = window.viewerTestHook.state(0); return s.ready && s.seriesId === id; }",
+        arg=str(picked.id),
+        timeout=TIMEOUT,
+    )
+    # Now the first series' image arrives, late. Cornerstone's CPU renderer (a phone without
+    # WebGL, or this headless browser) draws it, as it checks only the image's index.
+    for route in held:
+        route.continue_()
+    page.wait_for_function(
+        "id => window.viewerTestHook.progress().some(p => p.id === id && p.loaded === 1)",
+        arg=str(first.id),
+        timeout=TIMEOUT,
+    )
+
+    # The viewer draws the picked series' image again: what is on screen is what the
+    # overlay and the strip say.
+    shown = page.wait_for_function(
+        "id => { const s = window.viewerTestHook.state(0);"
+        " return s.ready && s.seriesId === id && s; }",
+        arg=str(picked.id),
+        timeout=TIMEOUT,
+    ).json_value()
+    assert shown["index"] == 0 and shown["error"] is None
 
 
 def test_window_level_drag_presets_and_a_length_in_mm(page, client, ct_study, patient):

@@ -8,8 +8,9 @@ import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from tests.browser.test_viewer_browser import longest_stack
+from tests.browser.test_viewer_browser import each_image_by_keyboard
 from tests.support import nginx as nginx_support
+from tests.support.vaultdata import longest_stack
 
 pytestmark = [
     pytest.mark.browser,
@@ -107,17 +108,10 @@ def test_a_file_nginx_cannot_serve_fails_alone_and_the_rest_still_load(
     # The fallback asked for the lost file by its own URL, after its link had failed.
     assert reverse("viewer:instance", args=[lost.id]) in paths
     # Scrolled to, it says it couldn't be fetched (not that it was corrupt), and why.
-    page.locator("#viewport-0").focus()
-    messages = []
-    for index in range(series.num_instances):
-        if index:
-            page.keyboard.press("ArrowDown")
-        shown = page.wait_for_function(
-            "i => { const s = window.viewerTestHook.state(0); return s.index === i && s; }",
-            arg=index,
-            timeout=30_000,
-        )
-        messages.append(shown.json_value()["error"])
+    messages = [
+        shown["error"]
+        for _index, shown in each_image_by_keyboard(page, series.num_instances, drawn=False)
+    ]
     lost_message = [text for text in messages if text]
     assert len(lost_message) == 1, messages
     assert "its file couldn't be fetched (the server answered 404)" in lost_message[0]
