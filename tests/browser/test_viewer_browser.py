@@ -10,6 +10,8 @@ levels (see LOSSY below).
 """
 
 import os
+from collections import Counter
+from urllib.parse import urlsplit
 
 import numpy as np
 import pydicom
@@ -286,6 +288,56 @@ def test_a_series_picked_while_the_first_still_loads_is_the_one_drawn(
         timeout=TIMEOUT,
     ).json_value()
     assert shown["index"] == 0 and shown["error"] is None
+
+
+def test_a_file_that_failed_to_arrive_is_asked_for_again(
+    page, client, cd_studies, patient, page_log
+):
+    series = longest_stack(cd_studies)
+    instances = list(series.instances.order_by("slice_position", "instance_number", "created_at"))
+    # The image shown first loses its connection once; the next one meets a 503 once (a proxy
+    # restarting); the last one's server answers 503 for good.
+    dropped, busy, lost = instances[0], instances[1], instances[-1]
+    asked = Counter()
+
+    def answer(route):
+        instance = next(i for i in instances if f"/instances/{i.id}/" in route.request.url)
+        asked[instance] += 1
+        first_time = asked[instance] == 1
+        if instance == dropped and first_time:
+            route.abort("connectionreset")
+        elif (instance == busy and first_time) or instance == lost:
+            route.fulfill(status=503, body="Service Unavailable")
+        else:
+            route.continue_()
+
+    files_url = reverse("viewer:study_files", args=[series.study.id])
+    # Batches fail too, so that every file comes by its own URL, where the retries are.
+    page.route(lambda url: urlsplit(url).path == files_url, lambda route: route.abort())
+    page.route(
+        lambda url: any(f"/instances/{i.id}/" in url for i in instances) and "tags" not in url,
+        answer,
+    )
+    sign_in(page, client, patient)
+    page.goto(reverse("viewer:study", args=[series.study.id]))
+    page.locator(f'[data-series-id="{series.id}"]').click()
+    page.wait_for_function(
+        "id => window.viewerTestHook?.progress()"
+        ".some(p => p.id === id && p.loaded + p.failed === p.total)",
+        arg=str(series.id),
+        timeout=TIMEOUT,
+    )
+
+    progress = page.evaluate(
+        "id => window.viewerTestHook.progress().find(p => p.id === id)", str(series.id)
+    )
+    assert (progress["loaded"], progress["failed"]) == (len(instances) - 1, 1), page_log[-20:]
+    # Asked twice each; the lost file three times (two retries), then given up on.
+    assert asked[dropped] == 2 and asked[busy] == 2, asked
+    assert asked[lost] == 3, asked
+    images = list(each_image_by_keyboard(page, len(instances), drawn=False, page_log=page_log))
+    assert [shown["error"] for _index, shown in images[:-1]] == [None] * (len(instances) - 1)
+    assert "its file couldn't be fetched (the server answered 503)" in images[-1][1]["error"]
 
 
 def test_window_level_drag_presets_and_a_length_in_mm(page, client, ct_study, patient):

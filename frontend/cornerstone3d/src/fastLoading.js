@@ -46,20 +46,47 @@ export function withdrawFile(url) {
   handedOver.delete(url);
 }
 
+// A file that didn't arrive because the network dropped, or because a server or proxy was
+// briefly unable to answer, is asked for again, twice, after these pauses: on a phone's network
+// that is common, and a doctor shouldn't have to reload the study for it. An answer that won't
+// change (404, 403) fails at once.
+const RETRY_AFTER_MS = [500, 2000];
+const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
 function fetchFile(url) {
   const early = handedOver.get(url);
   if (early) {
     handedOver.delete(url);
-    return early;
+    // The page's own early fetch failed: ask again, as for any other file.
+    return early.catch(() => fetchWithRetries(url));
   }
-  return fetch(url, { credentials: 'same-origin' }).then((response) => {
-    if (!response.ok) {
-      const error = new Error(`the server answered ${response.status}`);
-      error.status = response.status;
-      throw error;
+  return fetchWithRetries(url);
+}
+
+async function fetchWithRetries(url) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await fetchOnce(url);
+    } catch (error) {
+      if (attempt === RETRY_AFTER_MS.length || !isTransient(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_AFTER_MS[attempt]));
     }
-    return response.arrayBuffer();
-  });
+  }
+}
+
+async function fetchOnce(url) {
+  const response = await fetch(url, { credentials: 'same-origin' });
+  if (!response.ok) {
+    const error = new Error(`the server answered ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return response.arrayBuffer();
+}
+
+/** fetch() rejects with a TypeError when the network fails, before or during the body. */
+function isTransient(error) {
+  return error.status ? TRANSIENT_STATUS.has(error.status) : error instanceof TypeError;
 }
 
 /** The loader's wadouri loadImage, with fetchFile in place of its XMLHttpRequest, and a
