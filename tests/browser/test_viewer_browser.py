@@ -70,15 +70,15 @@ def console_errors(page):
     return errors
 
 
-def wait_until_series_loaded(page, series_id, page_log):
-    """Wait for every image of the series to load in the background; on a timeout, say which
-    images didn't and what the page said."""
+def wait_until_series_loaded(page, series_id, page_log=(), *, or_failed=False):
+    """Wait for every image of the series to load in the background (or to fail, if
+    `or_failed`); on a timeout, say which images didn't and what the page said."""
     try:
         page.wait_for_function(
             # `?.`: called soon after the page opened, the viewer may not have started yet.
-            "id => window.viewerTestHook?.progress()"
-            ".some(p => p.id === id && p.loaded === p.total)",
-            arg=series_id,
+            "([id, orFailed]) => window.viewerTestHook?.progress().some(p => p.id === id"
+            " && p.loaded + (orFailed ? p.failed : 0) === p.total)",
+            arg=[series_id, or_failed],
             timeout=TIMEOUT,
         )
     except PlaywrightTimeoutError:
@@ -321,12 +321,7 @@ def test_a_file_that_failed_to_arrive_is_asked_for_again(
     sign_in(page, client, patient)
     page.goto(reverse("viewer:study", args=[series.study.id]))
     page.locator(f'[data-series-id="{series.id}"]').click()
-    page.wait_for_function(
-        "id => window.viewerTestHook?.progress()"
-        ".some(p => p.id === id && p.loaded + p.failed === p.total)",
-        arg=str(series.id),
-        timeout=TIMEOUT,
-    )
+    wait_until_series_loaded(page, str(series.id), page_log, or_failed=True)
 
     progress = page.evaluate(
         "id => window.viewerTestHook.progress().find(p => p.id === id)", str(series.id)

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from tests.browser.test_viewer_browser import each_image_by_keyboard
+from tests.browser.test_viewer_browser import each_image_by_keyboard, wait_until_series_loaded
 from tests.support import nginx as nginx_support
 from tests.support.vaultdata import longest_stack
 
@@ -60,12 +60,7 @@ def viewer_behind_nginx(browser, site, client, patient):
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.goto(reverse("viewer:study", args=[series.study.id]))
         page.locator(f'[data-series-id="{series.id}"]').click()
-        page.wait_for_function(
-            "id => window.viewerTestHook?.progress()"
-            ".some(p => p.id === id && p.loaded + p.failed === p.total)",
-            arg=str(series.id),
-            timeout=30_000,
-        )
+        wait_until_series_loaded(page, str(series.id), problems, or_failed=True)
         return requested, problems, page
 
     yield open_series
