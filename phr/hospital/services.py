@@ -30,7 +30,7 @@ from phr.hospital.models import (
     hash_deposit_code,
 )
 from phr.sharing import codes, ratelimit
-from phr.vault import browse
+from phr.vault import browse, bundles
 from phr.vault.indexing import recount_study
 from phr.vault.ingest import Delivery, IngestResult, Outcome, ingest_file
 from phr.vault.models import Source, Study
@@ -128,6 +128,7 @@ class DeliveryReport:
     received_at: datetime = field(default_factory=timezone.now)
     outcomes: Counter = field(default_factory=Counter)
     study_ids: set = field(default_factory=set)  # studies that received new images
+    new_per_series: Counter = field(default_factory=Counter)  # series id -> images stored
 
     @property
     def images_stored(self) -> int:
@@ -145,13 +146,25 @@ def receive_file(
     report.outcomes[result.outcome] += 1
     if result.outcome in (Outcome.STORED, Outcome.CONFLICT) and result.study is not None:
         report.study_ids.add(result.study.pk)
+        report.new_per_series[result.instance.series_id] += 1
     return result
 
 
 def finish_delivery(report: DeliveryReport, site_url: str = "") -> None:
-    """Tell the patient, once per delivery, that something new is waiting in the Inbox."""
+    """Tell the patient, once per delivery, that something new is waiting in the Inbox, and
+    have the delivered series' bundles built before the patient opens them."""
     if not report.images_stored:
         return
+    _tell_the_patient(report, site_url)
+    # A delivery is the one moment a hospital says "that's all for now". Only series it brought
+    # several images of: a PACS sending one image per request would otherwise have a bundle
+    # built, and superseded, per image; those series get theirs when first viewed.
+    bundles.prepare_series(
+        [pk for pk, count in report.new_per_series.items() if count >= bundles.MIN_FILES]
+    )
+
+
+def _tell_the_patient(report: DeliveryReport, site_url: str) -> None:
     log.info(
         "deposit from %s: %d new images in %d studies",
         report.organisation,

@@ -14,10 +14,11 @@ stale: the old one is simply no longer named (the vault checker removes it as a 
 a new one is built. Until the bundle of the current content exists, the viewer gets one
 presigned URL per file, as before.
 
-A bundle is built once the viewer first asks for its series, not at ingest: images arrive one
-request or one C-STORE at a time, and a series has no moment at which it is known to be
-complete. Only on object storage: on the file system Django already streams a batch of files
-as one response.
+A bundle is not built as images are stored: they arrive one request or one C-STORE at a time,
+and a series has no moment at which it is known to be complete. It is built when the viewer
+first asks for its series, when the patient shares its study, and at the end of a hospital's
+delivery (a STOW-RS request, a DICOM association) that brought several images of it. Only on
+object storage: on the file system Django already streams a batch of files as one response.
 """
 
 import hashlib
@@ -127,10 +128,16 @@ def stored_bundles(series_ids) -> dict[uuid.UUID, Bundle]:
 def prepare(studies) -> None:
     """Have the bundles of these studies' series built before the viewer asks: a patient has
     just shared them, and a doctor's first look should be as quick as the next."""
+    prepare_series(Series.objects.filter(study__in=studies).values_list("id", flat=True))
+
+
+def prepare_series(series_ids) -> None:
+    """Have these series' bundles built before the viewer asks (see PHR_SERIES_BUNDLES)."""
     try:
-        stored_bundles(Series.objects.filter(study__in=studies).values_list("id", flat=True))
+        stored_bundles(list(series_ids))
     except Exception:
-        log.exception("could not prepare the bundles of shared studies")
+        # The viewer fetches file by file, and builds them at its first look.
+        log.exception("could not prepare the bundles of series %s", series_ids)
 
 
 def build_soon(series_ids) -> set:

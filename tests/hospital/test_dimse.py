@@ -32,7 +32,8 @@ from pynetdicom.dimse_primitives import C_STORE
 from phr.hospital.dimse import MAX_PDU_SIZE, DepositListener
 from phr.hospital.dimse_speedups import read_exactly, store_response_command
 from phr.hospital.models import DicomNode
-from phr.vault.models import Instance, Source, Study
+from phr.vault import bundles
+from phr.vault.models import Instance, Series, Source, Study
 from tests.hospital.conftest import make_code
 from tests.support.vaultdata import dicomdir_tree
 
@@ -165,6 +166,21 @@ def test_resending_stores_nothing_new(listener, patient, node, deposit):
     assert again.returncode == 0, again.stderr  # duplicates are a success for the sender
     assert (Instance.objects.filter(owner=patient).count(), Study.objects.count()) == before
     assert mail.outbox == []
+
+
+@pytest.mark.s3
+def test_a_series_sent_in_one_association_has_its_bundle_built(
+    s3_storage, listener, patient, node, deposit
+):
+    _row, code = deposit
+
+    done = storescu(listener, code, CT_SERIES, options=["+sd"])
+
+    assert done.returncode == 0, done.stderr
+    # Built as the association ended: the patient's first look at the CT is as quick as the next.
+    series = Series.objects.get(study__owner=patient)
+    assert series.num_instances >= bundles.MIN_FILES
+    assert default_storage.exists(bundles.bundles_of([series.id])[series.id].key)
 
 
 def test_compressed_images_are_kept_as_sent(listener, patient, node, deposit):

@@ -8,8 +8,10 @@ from pydicom.data import get_testdata_file
 
 from phr.hospital.models import DepositCode
 from phr.hospital.stow import CANNOT_UNDERSTAND, DOES_NOT_MATCH
-from phr.vault.models import Instance, Source, Study
+from phr.vault import bundles
+from phr.vault.models import Instance, Series, Source, Study
 from tests.hospital.conftest import FILES, dicom_bytes, make_code, multipart_body, stow
+from tests.support.vaultdata import dicomdir_tree
 from tests.vault.hostile import cut_short
 
 FAILED, REFERENCED, REASON, SOP_UID = "00081198", "00081199", "00081197", "00081155"
@@ -214,3 +216,45 @@ def test_the_deposit_code_never_reaches_the_logs(client, patient, token, deposit
         stow(client, code, multipart_body([b"junk"]), token=token)
     assert caplog.records
     assert code not in caplog.text
+
+
+CT_SERIES = dicomdir_tree() / "77654033" / "CT2"  # 4 images of one series
+
+
+def read(key) -> bytes:
+    with default_storage.open(key, "rb") as stored:
+        return stored.read()
+
+
+@pytest.mark.s3
+def test_a_delivered_series_has_its_bundle_built_before_anyone_opens_it(
+    s3_storage, client, patient, token, deposit
+):
+    _row, code = deposit
+    files = sorted(CT_SERIES.iterdir())
+    assert len(files) == bundles.MIN_FILES
+
+    response = stow(client, code, multipart_body([f.read_bytes() for f in files]), token=token)
+
+    assert response.status_code == 200
+    series = Series.objects.get(study__owner=patient)
+    bundle = bundles.bundles_of([series.id])[series.id]
+    assert default_storage.exists(bundle.key)
+    # The series' files back to back, in the viewer's order.
+    assert read(bundle.key) == b"".join(read(member.storage_key) for member in bundle.members)
+
+
+@pytest.mark.s3
+def test_a_series_sent_one_image_per_request_waits_for_the_viewer(
+    s3_storage, client, patient, token, deposit
+):
+    # Some PACS send each image in its own request: a bundle per request would be built, and
+    # superseded by the next one, for every image.
+    _row, code = deposit
+    for path in sorted(CT_SERIES.iterdir()):
+        response = stow(client, code, multipart_body([path.read_bytes()]), token=token)
+        assert response.status_code == 200
+
+    series = Series.objects.get(study__owner=patient)
+    assert series.num_instances == bundles.MIN_FILES
+    assert not default_storage.exists(bundles.bundles_of([series.id])[series.id].key)
