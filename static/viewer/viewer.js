@@ -87,9 +87,28 @@ async function main() {
     showMessage(viewer.slots[0], 'This study has no images to show. Its reports, if any, are under Reports.');
     return;
   }
-  await showSeries(viewer.slots[0], viewer.slots[0].picked || seriesById.get(first.id));
+  // Background loading starts once the image on screen has loaded (it gets the bandwidth
+  // first), not once it is drawn: a doctor who scrolls on before it arrives leaves its draw
+  // pending for good (Cornerstone's CPU renderer drops a superseded draw without settling it).
+  await Promise.race([
+    showSeries(viewer.slots[0], viewer.slots[0].picked || seriesById.get(first.id)),
+    anImageSettled(),
+  ]);
   prefetcher.start();
   viewer.allSeries().forEach((s) => prefetcher.add(s));
+}
+
+/** Resolves once any image has loaded, or failed to. */
+function anImageSettled() {
+  const E = cs.Enums.Events;
+  const names = [E.IMAGE_LOADED, E.IMAGE_LOAD_FAILED, E.IMAGE_LOAD_ERROR];
+  return new Promise((resolve) => {
+    const settled = () => {
+      names.forEach((name) => cs.eventTarget.removeEventListener(name, settled));
+      resolve();
+    };
+    names.forEach((name) => cs.eventTarget.addEventListener(name, settled));
+  });
 }
 
 /** Start fetching the file of the image shown first (that of the first series with images). */

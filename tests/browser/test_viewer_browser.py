@@ -20,6 +20,7 @@ from django.urls import reverse
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
+from pydicom.uid import generate_uid
 
 from tests.conftest import login_with_totp, wait_for_fresh_totp_window
 from tests.support.vaultdata import add_one_image_series, ingest_path, longest_stack
@@ -288,6 +289,50 @@ def test_a_series_picked_while_the_first_still_loads_is_the_one_drawn(
         timeout=TIMEOUT,
     ).json_value()
     assert shown["index"] == 0 and shown["error"] is None
+
+
+def stack_of_copies(patient, tmp_path, count):
+    """A study of one series: `count` copies of CT_small under new UIDs, ingested."""
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    template.StudyInstanceUID, template.SeriesInstanceUID = generate_uid(), generate_uid()
+    for number in range(1, count + 1):
+        template.SOPInstanceUID = template.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        template.InstanceNumber = number
+        template.ImagePositionPatient = [0, 0, number]
+        path = tmp_path / f"{number}.dcm"
+        template.save_as(path, enforce_file_format=True)
+        result = ingest_path(patient, path)
+        assert result.outcome == "stored", result.message
+    return result.instance.series
+
+
+def test_scrolling_before_the_first_image_arrives_still_loads_the_whole_stack(
+    page, client, patient, tmp_path, page_log
+):
+    series = stack_of_copies(patient, tmp_path, 6)
+    first = series.instances.get(instance_number=1)
+    held = []  # the first image, kept from the browser until the doctor has scrolled on
+    page.route(
+        lambda url: f"/instances/{first.id}/" in url and "tags" not in url,
+        lambda route: held.append(route),
+    )
+    sign_in(page, client, patient)
+    page.goto(reverse("viewer:study", args=[series.study.id]))
+    page.wait_for_function("() => window.viewerTestHook", timeout=TIMEOUT)
+    assert held
+    page.locator("#viewport-0").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(
+        "() => { const s = window.viewerTestHook.state(0); return s.ready && s.index === 1; }",
+        timeout=TIMEOUT,
+    )
+
+    for route in held:
+        route.continue_()
+
+    # Cornerstone's CPU renderer never settles the draw of an image scrolled past before it
+    # arrived: background loading mustn't wait for that draw.
+    wait_until_series_loaded(page, str(series.id), page_log)
 
 
 def test_a_file_that_failed_to_arrive_is_asked_for_again(
