@@ -325,7 +325,12 @@ def delete_study(study: Study) -> DeletedStudy:
     keys = set(instances.values_list("storage_key", flat=True))
     hashes = set(instances.values_list("sha256", flat=True))
     study_id, owner_id, count = study.pk, study.owner_id, study.num_instances
-    series_bundles = bundles.bundles_of(study.series.values_list("id", flat=True)).values()
+    # Only an object store holds bundles.
+    series_bundles = (
+        bundles.bundles_of(study.series.values_list("id", flat=True)).values()
+        if blobs.on_object_storage()
+        else ()
+    )
     summary_title, summary_date = study.title, study.study_date
 
     with transaction.atomic():
@@ -346,8 +351,6 @@ def delete_study(study: Study) -> DeletedStudy:
             default_storage.delete(thumbnails.thumbnail_key(owner_id, sha256))
         except Exception:
             log.exception("could not remove a cached thumbnail after deleting a study")
-    # Another series of the owner's may hold exactly the same files, and so the same bundle.
-    still_named = bundles.referenced_bundle_keys(owner_id)
-    bundles.delete_bundles(bundle for bundle in series_bundles if bundle.key not in still_named)
+    bundles.delete_bundles(series_bundles)
     log.info("deleted study %s: %d instances, %d blobs", study_id, count, removed)
     return DeletedStudy(summary_title, summary_date, count, removed)

@@ -252,7 +252,11 @@ class _CheckedConcatenation(io.RawIOBase):
 
 def delete_bundles(bundles) -> None:
     """Remove these bundles from storage (a study was deleted); a failure is only logged: the
-    vault checker finds what is left."""
+    vault checker finds what is left.
+
+    Another series names one of them only if it holds exactly the same files: the same images
+    twice, which ingest keeps once. Should it happen all the same, that series loses nothing:
+    the viewer fetches it file by file and has its bundle built again."""
     for bundle in bundles:
         try:
             default_storage.delete(bundle.key)
