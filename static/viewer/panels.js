@@ -112,6 +112,33 @@ function pixelStats(image) {
   return { min, max, sum, mean: sum / count, count, components, color: Boolean(image.color), scaled };
 }
 
+/** Every value of the image on screen, as the renderer gets them, for a test to compare with
+ * pydicom's decode value by value: the typed array's bytes (base64), its type, and what the
+ * renderer still applies to them (rescale, modality LUT) unless the loader already did. */
+function pixelValues(image) {
+  // The voxel manager's array is what the renderer draws (the CPU renderer swaps in a 16-bit
+  // copy of floating-point pixels, with a slope and intercept of its own).
+  const data = image.voxelManager?.getScalarData?.() ?? image.getPixelData();
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  const lut = image.modalityLUT;
+  return {
+    type: data.constructor.name,
+    base64: btoa(binary),
+    rows: image.rows,
+    columns: image.columns,
+    color: Boolean(image.color),
+    scaled: Boolean(image.preScale?.scaled),
+    slope: image.slope ?? 1,
+    intercept: image.intercept ?? 0,
+    modalityLUT: lut ? { firstValueMapped: lut.firstValueMapped, lut: Array.from(lut.lut) } : null,
+    invert: Boolean(image.invert),
+  };
+}
+
 function canvasStats(element) {
   const canvas = element.querySelector('canvas');
   if (!canvas) return null;
@@ -139,9 +166,11 @@ export function installTestHook(cs, viewer) {
       if (!slot || !viewport || !slot.series) return { ready: false };
       const image = viewport.getCornerstoneImage?.();
       const index = viewer.wantedIndex(slot);
-      const shown = Boolean(image && image.imageId === slot.series.imageIds[index]);
+      const wanted = slot.series.imageIds[index];
+      const shown = Boolean(image && image.imageId === wanted);
       return {
-        ready: shown,
+        // Loaded and on the canvas: the viewport's last draw was of this very image.
+        ready: shown && slot.drawn === wanted,
         index,
         count: slot.series.imageIds.length,
         seriesId: slot.series.id,
@@ -150,6 +179,10 @@ export function installTestHook(cs, viewer) {
         error: slot.message.hidden ? null : slot.message.textContent,
         stats: shown ? pixelStats(image) : null,
       };
+    },
+    pixels(which = viewer.active) {
+      const image = viewer.viewport(which)?.getCornerstoneImage?.();
+      return image ? pixelValues(image) : null;
     },
     canvas(index = viewer.active) {
       return canvasStats(viewer.slots[index].element);

@@ -46,6 +46,7 @@ app.slots = [...document.querySelectorAll('.vw-cell')].map((cell, index) => ({
     enabled: false,
     series: null,
     wanted: null,
+    drawn: null,
     savedIndex: 0,
     playing: false,
 }));
@@ -385,6 +386,9 @@ function listenToCornerstone() {
     slot.element.addEventListener(E.VOI_MODIFIED, update);
     slot.element.addEventListener(E.CAMERA_MODIFIED, update);
     slot.element.addEventListener(E.IMAGE_RENDERED, () => {
+      // Which image this viewport's canvas holds now: a test reads the canvas only once the
+      // image it waits for is the one drawn, never after a guessed delay.
+      slot.drawn = viewer.viewport(slot.index)?.getCurrentImageId() ?? null;
       if (slot.series && !performance.getEntriesByName('first-image').length) {
         performance.mark('first-image');
       }

@@ -1,12 +1,9 @@
-"""The viewer in real Chromium: every transfer syntax a hospital CD carries renders, with the
-same pixel values pydicom decodes; scroll, window/level, measurement, layouts and screenshots.
+"""The viewer in real Chromium: scroll, window/level, measurement, layouts, failures and
+screenshots. Every file's pixel values are compared with pydicom's in test_viewer_pixels.py.
 
-Pixel checks compare the viewer's decoded image (read through window.viewerTestHook, which
-the page exposes only when PHR_VIEWER_TEST_HOOK is on) with pydicom's decode after the
-modality LUT. Tolerances: lossless syntaxes must match exactly (min/max) and to 0.01 in the
-mean; lossy JPEG is decoded by a different library (libjpeg-turbo in the browser, libjpeg in
-pylibjpeg) with different IDCT and colour-conversion rounding, so it may differ by a few grey
-levels (see LOSSY below).
+Pixel statistics here (for stacks loaded in the background) compare the viewer's decoded image,
+read through window.viewerTestHook (exposed only when PHR_VIEWER_TEST_HOOK is on), with
+pydicom's decode after the modality LUT: lossless files, so exactly.
 """
 
 import os
@@ -30,45 +27,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 TIMEOUT = 30_000
 SCREENSHOTS = "/tmp/viewer-screens"
 
-# Lossy files: (tolerance on min/max, tolerance on the mean, largest constant offset allowed).
-# Others are lossless and must match exactly (min/max) and to 0.01 (mean).
-LOSSY = {
-    "SC_rgb_jpeg_dcmtk.dcm": (12, 1.5, 0),
-    "examples_ybr_color.dcm": (12, 1.5, 0),
-    # 12-bit JPEG extended: the browser's decoder and pylibjpeg's differ by a near-constant
-    # offset (measured: +15 grey levels out of 4096, i.e. under 0.4 %, over the whole image).
-    "JPGExtended.dcm": (8, 1.0, 16),
-}
-FILES = [
-    "CT_small.dcm",  # explicit VR little endian
-    "MR_small_implicit.dcm",  # implicit VR little endian
-    "MR_small_bigendian.dcm",  # explicit VR big endian
-    "image_dfl.dcm",  # deflated explicit VR little endian
-    "MR_small_RLE.dcm",  # RLE lossless, 16-bit
-    "SC_rgb_rle.dcm",  # RLE lossless, RGB
-    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, YBR_FULL
-    "JPGExtended.dcm",  # JPEG extended, 12-bit
-    "SC_rgb_jpeg_gdcm.dcm",  # JPEG lossless, first-order prediction (process 14 SV1)
-    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
-    "JPEG2000.dcm",  # JPEG 2000
-    "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
-    "examples_rgb_color.dcm",  # RGB, uncompressed (pydicom ships no SC_rgb.dcm locally)
-    "examples_ybr_color.dcm",  # multi-frame (30 frames; emri_small.dcm isn't bundled)
-    "SC_rgb_rle_2frame.dcm",  # multi-frame RLE RGB
-]
-
 
 @pytest.fixture(autouse=True)
 def _test_hook(settings):
     settings.PHR_VIEWER_TEST_HOOK = True
-
-
-@pytest.fixture
-def console_errors(page):
-    errors = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return errors
 
 
 def wait_until_series_loaded(page, series_id, page_log=(), *, or_failed=False):
@@ -130,43 +92,10 @@ def expected_stats(path, frame=0):
 
 
 def assert_pixels_match(name, shown, expected):
-    edge, mean, max_offset = LOSSY.get(name, (0, 0.01, 0))
+    """Lossless images (the only ones these tests compare by statistics): exactly pydicom's."""
     stats = shown["stats"]
-    offset = stats["mean"] - expected["mean"] if max_offset else 0
-    assert abs(offset) <= max_offset, (name, stats, expected)
-    assert abs(stats["min"] - offset - expected["min"]) <= edge, (name, stats, expected)
-    assert abs(stats["max"] - offset - expected["max"]) <= edge, (name, stats, expected)
-    assert abs(stats["mean"] - offset - expected["mean"]) <= mean, (name, stats, expected)
-
-
-@pytest.mark.parametrize("name", FILES)
-def test_each_transfer_syntax_renders_with_pydicoms_pixel_values(
-    name, page, client, patient, console_errors
-):
-    path = get_testdata_file(name)  # all bundled: pydicom's local test_files folder
-    assert path and os.path.exists(path)
-    result = ingest_path(patient, path)
-    assert result.outcome == "stored", result.message
-    sign_in(page, client, patient)
-
-    shown = open_viewer(page, result.study)
-
-    assert shown["error"] is None
-    canvas = page.evaluate("() => window.viewerTestHook.canvas(0)")
-    assert canvas["lit"] > 50 and canvas["distinct"] > 3, canvas  # not a blank canvas
-    assert_pixels_match(name, shown, expected_stats(path))
-    frames = int(getattr(pydicom.dcmread(path, stop_before_pixels=True), "NumberOfFrames", 1))
-    assert shown["count"] == frames
-    if frames > 1:
-        page.locator("#viewport-0").focus()
-        page.keyboard.press("End")
-        page.wait_for_function(
-            "n => { const s = window.viewerTestHook.state(0); return s.ready && s.index === n; }",
-            arg=frames - 1,
-            timeout=TIMEOUT,
-        )
-        assert_pixels_match(name, state(page), expected_stats(path, frames - 1))
-    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+    assert stats["min"] == expected["min"] and stats["max"] == expected["max"], (name, stats)
+    assert abs(stats["mean"] - expected["mean"]) <= 1e-6 * max(1, abs(expected["mean"])), name
 
 
 # --- interaction -----------------------------------------------------------------------------

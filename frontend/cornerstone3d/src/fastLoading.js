@@ -23,6 +23,7 @@ import {
   utilities,
 } from '@cornerstonejs/core';
 import { decodeImageFrame, getImageFrame, wadouri } from '@cornerstonejs/dicom-image-loader';
+import { applyModalityLut, fixByteOrder, fixDecodedFrame } from './fidelity.js';
 
 const UNCOMPRESSED = new Set([
   '1.2.840.10008.1.2', // implicit VR little endian
@@ -97,6 +98,7 @@ function loadImage(imageId, options = {}) {
   const dataSetPromise = wadouri.dataSetCacheManager.load(url, fetchFile, imageId);
   const promise = dataSetPromise.then((dataSet) => {
     const loaded = Date.now();
+    fixByteOrder(dataSet);
     const image = greyscaleImage(imageId, dataSet, pixelDataFrame);
     if (!image) {
       const viaLoader = wadouri.loadImageFromPromise(
@@ -106,7 +108,10 @@ function loadImage(imageId, options = {}) {
         url,
         options,
       );
-      return viaLoader.promise;
+      return viaLoader.promise.then((built) => {
+        applyModalityLut(built, dataSet, metaData.get('voiLutModule', imageId), utilities);
+        return built;
+      });
     }
     image.data = dataSet;
     image.loadTimeInMS = loaded - requested;
@@ -299,7 +304,8 @@ export function deferDecodeWorkers() {
   };
 }
 
-/** Decode uncompressed frames on this thread; hand everything else to the worker as before. */
+/** Decode uncompressed frames on this thread; hand everything else to the worker as before.
+ * Either way the decoded frame gets fidelity.js's corrections. */
 function decodeUncompressedHere() {
   const manager = getWebWorkerManager();
   const inWorker = manager.executeTask.bind(manager);
@@ -307,9 +313,13 @@ function decodeUncompressedHere() {
     if (workerName === DECODE_WORKER) {
       if (methodName === 'decodeTask' && UNCOMPRESSED.has(args?.transferSyntax)) {
         const { imageFrame, transferSyntax, pixelData, decodeConfig, options } = args;
-        return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options);
+        return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options)
+          .then(fixDecodedFrame);
       }
       startDecodeWorkers();
+      if (methodName === 'decodeTask') {
+        return inWorker(workerName, methodName, args, taskOptions).then(fixDecodedFrame);
+      }
     }
     return inWorker(workerName, methodName, args, taskOptions);
   };

@@ -1,0 +1,135 @@
+// Corrections to what the DICOM image loader (5.14) decodes, so that the values a doctor sees
+// are those the file holds. Each one is measured against pydicom's decode by
+// tests/browser/test_viewer_pixels.py, which fails without it:
+//
+// * 8-bit pixels in Explicit VR Big Endian stored as OW: OW is a run of 16-bit words, so their
+//   bytes come swapped in pairs (PS3.5 7.3); the loader takes them as they are.
+// * A signed image (Pixel Representation 1) whose codestream says unsigned (some JPEG 2000
+//   encoders): the loader sign-extends the values but writes them back into an unsigned array,
+//   so -2000 shows as 63536. The DICOM header decides, as in pydicom and dcmtk.
+// * Colour samples of more than 8 bits (16- and 32-bit RGB): a screen shows 8 bits a sample,
+//   and the loader handed the wide values to a canvas, which clamps them to white. They keep
+//   their top 8 bits.
+// * A Modality LUT Sequence: the loader reads its LUT Data as signed when the pixels are (LUT
+//   Data is always unsigned, PS3.3 C.11.1.1) and only the CPU renderer applies it. Its output
+//   is put into the pixels here, so that every renderer, the window and the tools work in the
+//   LUT's output units.
+
+const BIG_ENDIAN = '1.2.840.10008.1.2.2';
+const swapped = new WeakSet();
+
+/** Before the loader reads a file's pixels: undo the word order of 8-bit OW big-endian data. */
+export function fixByteOrder(dataSet) {
+  if (swapped.has(dataSet)) return;
+  swapped.add(dataSet);
+  const element = dataSet.elements.x7fe00010;
+  if (!element || element.encapsulatedPixelData || element.vr !== 'OW') return;
+  if (dataSet.string('x00020010') !== BIG_ENDIAN || dataSet.uint16('x00280100') !== 8) return;
+  const bytes = new Uint8Array(dataSet.byteArray.buffer, dataSet.byteArray.byteOffset + element.dataOffset, element.length);
+  for (let i = 0; i + 1 < bytes.length; i += 2) {
+    const first = bytes[i];
+    bytes[i] = bytes[i + 1];
+    bytes[i + 1] = first;
+  }
+}
+
+/** After a frame is decoded (on this thread or in the worker), before the image is built. */
+export function fixDecodedFrame(frame) {
+  if (!frame?.pixelData) return frame;
+  const samples = frame.samplesPerPixel || 1;
+  if (samples === 1 && frame.pixelRepresentation === 1 && !frame.preScale?.scaled) {
+    signedFromHeader(frame);
+  } else if (samples > 1 && frame.photometricInterpretation !== 'PALETTE COLOR' && frame.bitsAllocated > 8) {
+    topEightBits(frame);
+  }
+  return frame;
+}
+
+function signedFromHeader(frame) {
+  const data = frame.pixelData;
+  const Signed = data instanceof Uint16Array ? Int16Array : data instanceof Uint8Array ? Int8Array : null;
+  if (!Signed) return;
+  const values = new Signed(data.buffer, data.byteOffset, data.length);
+  const shift = 32 - (frame.bitsStored || values.BYTES_PER_ELEMENT * 8);
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i += 1) {
+    const value = (values[i] << shift) >> shift;
+    values[i] = value;
+    if (value < min) min = value;
+    if (value > max) max = value;
+  }
+  frame.pixelData = values;
+  frame.smallestPixelValue = min;
+  frame.largestPixelValue = max;
+}
+
+function topEightBits(frame) {
+  const data = frame.pixelData;
+  const shift = Math.max(0, (frame.bitsStored || frame.bitsAllocated) - 8);
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i += 1) out[i] = Math.floor(data[i] / 2 ** shift) & 0xff;
+  frame.pixelData = out;
+  frame.pixelDataLength = out.length;
+  frame.bitsAllocated = 8;
+  frame.bitsStored = 8;
+  frame.highBit = 7;
+  frame.smallestPixelValue = 0;
+  frame.largestPixelValue = 255;
+}
+
+/** The Modality LUT Sequence's first LUT, read as the standard says, or null. */
+function modalityLut(dataSet) {
+  const item = dataSet.elements.x00283000?.items?.[0]?.dataSet;
+  if (!item || !item.elements.x00283006) return null;
+  const signedInput = dataSet.uint16('x00280103') === 1;
+  const entries = item.uint16('x00283002', 0) || 65536;
+  const first = signedInput ? item.int16('x00283002', 1) : item.uint16('x00283002', 1);
+  const table = new Uint16Array(entries);
+  for (let i = 0; i < entries; i += 1) table[i] = item.uint16('x00283006', i);
+  return { first, table };
+}
+
+/**
+ * Put a Modality LUT Sequence's output into the image's pixels (greyscale images only; the
+ * standard has none for colour). Returns whether it did.
+ */
+export function applyModalityLut(image, dataSet, voi, utilities) {
+  const lut = image.color ? null : modalityLut(dataSet);
+  if (!lut) return false;
+  const stored = image.voxelManager?.getScalarData?.() ?? image.getPixelData();
+  const out = new Uint16Array(stored.length);
+  const last = lut.table.length - 1;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < stored.length; i += 1) {
+    const index = Math.min(last, Math.max(0, stored[i] - lut.first));
+    const value = lut.table[index];
+    out[i] = value;
+    if (value < min) min = value;
+    if (value > max) max = value;
+  }
+  const frame = image.imageFrame;
+  frame.pixelData = out;
+  frame.smallestPixelValue = min;
+  frame.largestPixelValue = max;
+  Object.assign(image, {
+    dataType: 'Uint16Array',
+    modalityLUT: undefined,
+    slope: 1,
+    intercept: 0,
+    minPixelValue: min,
+    maxPixelValue: max,
+    sizeInBytes: out.byteLength,
+    getPixelData: () => frame.pixelData,
+    voxelManager: utilities.VoxelManager.createImageVoxelManager({
+      scalarData: out, width: image.columns, height: image.rows, numberOfComponents: 1,
+    }),
+  });
+  if (voi?.windowCenter === undefined || voi?.windowWidth === undefined) {
+    // No window in the file: the LUT output's full range, not the stored values'.
+    const { windowWidth, windowCenter } = utilities.windowLevel.toWindowLevel(min, max);
+    Object.assign(image, { windowWidth, windowCenter });
+  }
+  return true;
+}

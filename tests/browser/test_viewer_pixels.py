@@ -1,0 +1,227 @@
+"""Pixel truth: every image file in pydicom's test data and in pydicom-data that pydicom can
+decode is opened in the viewer (real Chromium), and each checked frame (first, middle, last)
+is compared with pydicom's decode value by value (tests/support/pixels.py says what the
+reference is), with the window the viewer opens it in.
+
+Tolerances are the decoders' own rounding, never an observed error: lossless syntaxes must
+match exactly; lossy ones are decoded by another library in the browser than in pydicom (see
+LOSSY_TOLERANCE), and may differ by what their rounding allows, never by an offset.
+"""
+
+from pathlib import Path
+
+import data_store
+import numpy as np
+import pydicom
+import pytest
+from django.urls import reverse
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from tests.browser.test_viewer_browser import sign_in, state
+from tests.support.pixels import LOSSY, expected_frame, frame_count, shown_values
+from tests.support.vaultdata import ingest_path
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 30_000
+PYDICOM_TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
+PYDICOM_DATA_FILES = Path(data_store.__file__).parent / "data"
+
+# Files with pixel data that pydicom itself cannot decode: no reference to compare with.
+# (test_the_files_left_out_are_those_pydicom_cannot_decode keeps this list honest.)
+PYDICOM_CANNOT_DECODE = {
+    "JPEG-lossy.dcm": "a JPEG whose stream the decoders reject",
+    "JPEG2000-embedded-sequence-delimiter.dcm": "a J2K stream cut short by a delimiter",
+    "MR_truncated.dcm": "fewer pixel bytes than the image needs",
+    "badVR.dcm": "an unreadable Value Representation",
+    "meta_missing_tsyntax.dcm": "no transfer syntax",
+    "nested_priv_SQ.dcm": "no Bits Allocated",
+}
+
+# Lossy transfer syntax -> (largest difference in any value, largest mean absolute difference).
+# The mean of the signed differences must stay within 0.5 in every case: rounding goes both
+# ways, an offset does not.
+LOSSY_TOLERANCE = {
+    # The two reference decoders, pylibjpeg's libjpeg and dcmtk's dcmdjpeg, themselves differ by
+    # up to 5 (color3d_jpeg_baseline.dcm, 4:2:2 chroma upsampling; mean 0.03) on 8-bit JPEG and
+    # by up to 1 on 12-bit (JPGExtended.dcm, mean 0.01): the browser's decoder may differ as much.
+    "1.2.840.10008.1.2.4.50": (5, 1.0),
+    "1.2.840.10008.1.2.4.51": (1, 0.5),
+    # CharLS against libjpeg's JPEG-LS: the same algorithm, exact.
+    "1.2.840.10008.1.2.4.81": (0, 0),
+    # OpenJPEG in both.
+    "1.2.840.10008.1.2.4.91": (1, 0.5),
+    "1.2.840.10008.1.2.4.203": (1, 0.5),
+}
+
+
+def image_files():
+    files = []
+    for root in (PYDICOM_TEST_FILES, PYDICOM_DATA_FILES):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.name not in PYDICOM_CANNOT_DECODE and has_pixels(path):
+                files.append(path)
+    return files
+
+
+def has_pixels(path):
+    try:
+        ds = pydicom.dcmread(path, defer_size=256)
+    except Exception:
+        return False
+    return "PixelData" in ds
+
+
+# Known to be shown wrong today (issue 15), each with what is wrong. Strict: a file that starts
+# to pass fails here until it is taken off this list.
+SHOWN_WRONG = {
+    "JPGExtended.dcm": "12-bit JPEG: the browser's decoder gives +15 over the whole image",
+    "SC_jpeg_no_color_transform.dcm": "JPEG RGB without colour transform (APP14 0) converted",
+    "SC_rgb_jpeg.dcm": "colour JPEG decoded by the browser's <img> never arrives",
+    "SC_rgb_rle_16bit.dcm": "16-bit RGB RLE: the loader's RLE decoder mixes the byte segments",
+    "SC_rgb_rle_16bit_2frame.dcm": "16-bit RGB RLE: the loader's RLE decoder mixes the segments",
+    "SC_rgb_rle_32bit.dcm": "32-bit RGB RLE is never drawn",
+    "SC_rgb_rle_32bit_2frame.dcm": "32-bit RGB RLE is never drawn",
+    "SC_rgb_expb_32bit.dcm": "32-bit RGB is never drawn",
+    "SC_rgb_expb_32bit_2frame.dcm": "32-bit RGB is never drawn",
+    "SC_ybr_full_422_uncompressed.dcm": "uncompressed YBR_FULL_422 is not converted to RGB",
+    "OBXXXX1A_expb.dcm": "big-endian palette LUT Data (OW) read little-endian",
+    "OBXXXX1A_expb_2frame.dcm": "big-endian palette LUT Data (OW) read little-endian",
+    "gdcm-US-ALOKA-16.dcm": "segmented palette colour LUTs fail to decode",
+    "gdcm-US-ALOKA-16_big.dcm": "segmented palette colour LUTs fail to decode",
+    "eCT_Supplemental.dcm": "enhanced CT: per-frame Pixel Value Transformation ignored",
+    "rtdose.dcm": "RT Dose: Dose Grid Scaling not applied (values in stored units)",
+    "rtdose_1frame.dcm": "RT Dose: Dose Grid Scaling not applied (values in stored units)",
+    "rtdose_expb.dcm": "RT Dose, 32-bit big endian: never drawn",
+    "rtdose_expb_1frame.dcm": "RT Dose, 32-bit big endian: never drawn",
+    "rtdose_rle.dcm": "RT Dose, 32-bit RLE: never drawn",
+    "rtdose_rle_1frame.dcm": "RT Dose, 32-bit RLE: never drawn",
+    "liver_expb.dcm": "1-bit segmentation, big endian: never drawn",
+    "liver_expb_1frame.dcm": "1-bit segmentation, big endian: never drawn",
+    "bad_sequence.dcm": "refused at ingest: our header reader finds no study identifiers",
+}
+
+
+def file_id(path):
+    for root in (PYDICOM_TEST_FILES, PYDICOM_DATA_FILES):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
+FILES = [
+    pytest.param(
+        path,
+        id=file_id(path),
+        marks=[pytest.mark.xfail(strict=True, reason=SHOWN_WRONG[path.name])]
+        if path.name in SHOWN_WRONG
+        else [],
+    )
+    for path in image_files()
+]
+
+
+def frames_to_check(count):
+    return sorted({0, count // 2, count - 1})
+
+
+def test_the_files_left_out_are_those_pydicom_cannot_decode():
+    for name in PYDICOM_CANNOT_DECODE:
+        path = PYDICOM_TEST_FILES / name
+        assert path.exists() and has_pixels(path), name
+        with pytest.raises(Exception):  # noqa: B017 (whatever pydicom raises)
+            _ = pydicom.dcmread(path).pixel_array
+    assert len(FILES) > 140
+
+
+def with_identifiers(ds, folder):
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if keyword not in ds:
+            setattr(ds, keyword, generate_uid())
+    path = folder / "with-identifiers.dcm"
+    ds.save_as(path)
+    return path
+
+
+def show_frame(page, index):
+    page.locator("#viewport-0").focus()
+    page.keyboard.press("Home")
+    for _ in range(index):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_function(
+        "n => { const s = window.viewerTestHook.state(0); return s.ready && s.index === n; }",
+        arg=index,
+        timeout=TIMEOUT,
+    )
+
+
+def assert_frame_matches(path, ds, frame, page):
+    expected = expected_frame(path, frame)
+    pixels = page.evaluate("() => window.viewerTestHook.pixels(0)")
+    shown = shown_values(pixels)
+    where = f"{file_id(path)} frame {frame}"
+    assert shown.shape == expected.values.shape, (where, shown.shape, expected.values.shape)
+    difference = shown - expected.values
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax in LOSSY:
+        largest, mean_abs = LOSSY_TOLERANCE[syntax]
+    else:
+        largest, mean_abs = 0, 0
+    if pixels["type"] == "Float32Array":
+        # Values rescaled into 32-bit floats carry their rounding: half a unit in the last place.
+        largest += float(np.abs(expected.values).max()) * 2.0**-24
+    elif not pixels["scaled"] and not float(pixels["slope"]).is_integer():
+        # Cornerstone's CPU renderer draws floating-point values as 65,536 steps over their
+        # range (StackViewport._loadAndDisplayImageCPU): one step is its rounding.
+        # The values it steps over were 32-bit floats first, with their own rounding.
+        largest += pixels["slope"] + float(np.abs(expected.values).max()) * 2.0**-24
+        mean_abs += pixels["slope"]
+    worst = float(np.abs(difference).max())
+    assert worst <= largest, f"{where}: values differ by up to {worst} (allowed {largest})"
+    assert float(np.abs(difference).mean()) <= mean_abs + 1e-9, where
+    assert abs(float(difference.mean())) <= 0.5, f"{where}: offset {difference.mean()}"
+    assert pixels["invert"] == expected.invert, where
+    if expected.window:
+        voi = state(page)["voi"]
+        width, centre = expected.window
+        assert voi and np.isclose(voi["width"], width) and np.isclose(voi["center"], centre), (
+            where,
+            voi,
+            expected.window,
+        )
+
+
+@pytest.mark.parametrize("path", FILES)
+def test_the_viewer_shows_the_values_the_file_holds(
+    path, page, client, patient, settings, tmp_path
+):
+    settings.PHR_VIEWER_TEST_HOOK = True
+    ds = pydicom.dcmread(path)
+    result = ingest_path(patient, path, filename=path.name)
+    if not all(keyword in ds for keyword in ("StudyInstanceUID", "SeriesInstanceUID")):
+        # Refused, kindly, as the vault files every image under its study and series: view a
+        # copy that has them (the pixels are untouched).
+        assert result.outcome == "rejected" and "identifiers" in result.message, result
+        result = ingest_path(patient, with_identifiers(ds, tmp_path), filename=path.name)
+    assert result.outcome == "stored", result.message
+    errors = []
+    page.on("console", lambda message: errors.append(message.text))
+    sign_in(page, client, patient)
+
+    page.goto(reverse("viewer:study", args=[result.study.id]))
+    page.wait_for_function(
+        "() => window.viewerTestHook?.state(0).ready",
+        # A file known to be shown wrong fails sooner: some are never drawn at all.
+        timeout=5_000 if path.name in SHOWN_WRONG else TIMEOUT,
+    )
+    shown = state(page)
+
+    assert shown["error"] is None, shown["error"]
+    count = frame_count(ds)
+    assert shown["count"] == count
+    for frame in frames_to_check(count):
+        if frame:
+            show_frame(page, frame)
+        assert_frame_matches(path, ds, frame, page)
+    assert not [e for e in errors if "Content Security Policy" in e], errors
