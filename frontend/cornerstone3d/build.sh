@@ -11,6 +11,12 @@ cd "$HERE"
 
 npm ci --no-audit --no-fund
 
+# Fixes to the pinned packages that upstream doesn't have yet: patches/<package>/<what>.patch,
+# each small and named for what it fixes. npm ci has just laid the packages anew.
+for fix in patches/*/*.patch; do
+  patch --quiet -p1 -d "node_modules/@cornerstonejs/$(basename "$(dirname "$fix")")" < "$fix"
+done
+
 LOADER_ESM=node_modules/@cornerstonejs/dicom-image-loader/dist/esm
 mkdir -p "$OUT"
 rm -f "$OUT"/*.js "$OUT"/*.wasm "$OUT"/*.map "$OUT"/VERSION

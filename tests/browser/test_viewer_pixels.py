@@ -76,7 +76,6 @@ def has_pixels(path):
 # Known to be shown wrong today (issue 15), each with what is wrong. Strict: a file that starts
 # to pass fails here until it is taken off this list.
 SHOWN_WRONG = {
-    "JPGExtended.dcm": "12-bit JPEG: the browser's decoder gives +15 over the whole image",
     "SC_jpeg_no_color_transform.dcm": "JPEG RGB without colour transform (APP14 0) converted",
     "SC_rgb_jpeg.dcm": "colour JPEG decoded by the browser's <img> never arrives",
     "SC_rgb_rle_16bit.dcm": "16-bit RGB RLE: the loader's RLE decoder mixes the byte segments",
@@ -85,12 +84,10 @@ SHOWN_WRONG = {
     "SC_rgb_rle_32bit_2frame.dcm": "32-bit RGB RLE is never drawn",
     "SC_rgb_expb_32bit.dcm": "32-bit RGB is never drawn",
     "SC_rgb_expb_32bit_2frame.dcm": "32-bit RGB is never drawn",
-    "SC_ybr_full_422_uncompressed.dcm": "uncompressed YBR_FULL_422 is not converted to RGB",
     "OBXXXX1A_expb.dcm": "big-endian palette LUT Data (OW) read little-endian",
     "OBXXXX1A_expb_2frame.dcm": "big-endian palette LUT Data (OW) read little-endian",
     "gdcm-US-ALOKA-16.dcm": "segmented palette colour LUTs fail to decode",
     "gdcm-US-ALOKA-16_big.dcm": "segmented palette colour LUTs fail to decode",
-    "eCT_Supplemental.dcm": "enhanced CT: per-frame Pixel Value Transformation ignored",
     "rtdose.dcm": "RT Dose: Dose Grid Scaling not applied (values in stored units)",
     "rtdose_1frame.dcm": "RT Dose: Dose Grid Scaling not applied (values in stored units)",
     "rtdose_expb.dcm": "RT Dose, 32-bit big endian: never drawn",

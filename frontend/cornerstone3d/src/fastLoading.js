@@ -23,7 +23,12 @@ import {
   utilities,
 } from '@cornerstonejs/core';
 import { decodeImageFrame, getImageFrame, wadouri } from '@cornerstonejs/dicom-image-loader';
-import { applyModalityLut, fixByteOrder, fixDecodedFrame } from './fidelity.js';
+import {
+  applyModalityLut,
+  fixByteOrder,
+  fixDecodedFrame,
+  functionalGroupsProvider,
+} from './fidelity.js';
 
 const UNCOMPRESSED = new Set([
   '1.2.840.10008.1.2', // implicit VR little endian
@@ -329,4 +334,9 @@ function decodeUncompressedHere() {
 export function installFastLoading() {
   registerImageLoader('wadouri', loadImage);
   decodeUncompressedHere();
+  const provider = functionalGroupsProvider(wadouri.metaData.metaDataProvider, {
+    dataSetOf: (url) => wadouri.dataSetCacheManager.get(url),
+    parseImageId: wadouri.parseImageId,
+  });
+  metaData.addProvider(provider, 10000); // asked before the loader's own provider
 }

@@ -10,10 +10,12 @@
 // * Colour samples of more than 8 bits (16- and 32-bit RGB): a screen shows 8 bits a sample,
 //   and the loader handed the wide values to a canvas, which clamps them to white. They keep
 //   their top 8 bits.
+// * Uncompressed YBR_FULL_422 (two bytes a pixel): left as it was, so the canvas stayed black.
 // * A Modality LUT Sequence: the loader reads its LUT Data as signed when the pixels are (LUT
 //   Data is always unsigned, PS3.3 C.11.1.1) and only the CPU renderer applies it. Its output
 //   is put into the pixels here, so that every renderer, the window and the tools work in the
 //   LUT's output units.
+// * An enhanced multi-frame image's per-frame rescale and window (functionalGroupsProvider).
 
 const BIG_ENDIAN = '1.2.840.10008.1.2.2';
 const swapped = new WeakSet();
@@ -37,12 +39,49 @@ export function fixByteOrder(dataSet) {
 export function fixDecodedFrame(frame) {
   if (!frame?.pixelData) return frame;
   const samples = frame.samplesPerPixel || 1;
-  if (samples === 1 && frame.pixelRepresentation === 1 && !frame.preScale?.scaled) {
+  const pixels = frame.rows * frame.columns;
+  if (frame.photometricInterpretation === 'YBR_FULL_422' && frame.pixelData.length === pixels * 2) {
+    rgbFromYbr422(frame);
+  } else if (samples === 1 && frame.pixelRepresentation === 1 && !frame.preScale?.scaled) {
     signedFromHeader(frame);
   } else if (samples > 1 && frame.photometricInterpretation !== 'PALETTE COLOR' && frame.bitsAllocated > 8) {
     topEightBits(frame);
   }
   return frame;
+}
+
+// YCbCr to RGB as PS3.3 C.7.6.3.1.2 gives it, computed in 32-bit floats and rounded half up as
+// pydicom does (the loader left uncompressed YBR_FULL_422, two bytes a pixel, unconverted and
+// the canvas black).
+const f = Math.fround;
+const G_FROM_CB = f((-0.114 * 1.772) / 0.587);
+const G_FROM_CR = f((-0.299 * 1.402) / 0.587);
+const R_FROM_CR = f(1.402);
+const B_FROM_CB = f(1.772);
+
+function clampByte(value) {
+  return Math.min(255, Math.max(0, Math.floor(f(value + 0.5))));
+}
+
+/** Uncompressed YBR_FULL_422: Y1 Y2 Cb Cr for each two pixels of a row (PS3.3 C.7.6.3.1.2). */
+function rgbFromYbr422(frame) {
+  const data = frame.pixelData;
+  const out = new Uint8Array(frame.rows * frame.columns * 3);
+  for (let i = 0, o = 0; i + 3 < data.length; i += 4) {
+    const cb = data[i + 2] - 128;
+    const cr = data[i + 3] - 128;
+    for (const y of [data[i], data[i + 1]]) {
+      out[o++] = clampByte(f(y + f(cr * R_FROM_CR)));
+      out[o++] = clampByte(f(f(y + f(cb * G_FROM_CB)) + f(cr * G_FROM_CR)));
+      out[o++] = clampByte(f(y + f(cb * B_FROM_CB)));
+    }
+  }
+  frame.pixelData = out;
+  frame.pixelDataLength = out.length;
+  frame.photometricInterpretation = 'RGB';
+  frame.planarConfiguration = 0;
+  frame.smallestPixelValue = 0;
+  frame.largestPixelValue = 255;
 }
 
 function signedFromHeader(frame) {
@@ -132,4 +171,59 @@ export function applyModalityLut(image, dataSet, voi, utilities) {
     Object.assign(image, { windowWidth, windowCenter });
   }
   return true;
+}
+
+// --- enhanced multi-frame images --------------------------------------------------------------
+
+/** The functional group `tag` that applies to a frame (1-based): its own, else the shared one. */
+function functionalGroup(dataSet, frame, tag) {
+  const own = dataSet.elements.x52009230?.items?.[frame - 1]?.dataSet;
+  const shared = dataSet.elements.x52009229?.items?.[0]?.dataSet;
+  for (const groups of [own, shared]) {
+    const item = groups?.elements[tag]?.items?.[0]?.dataSet;
+    if (item) return item;
+  }
+  return null;
+}
+
+function numbers(dataSet, tag) {
+  const element = dataSet.elements[tag];
+  if (!element) return undefined;
+  const count = dataSet.numStringValues(tag) || 1;
+  return Array.from({ length: count }, (_, i) => dataSet.floatString(tag, i));
+}
+
+/**
+ * A metadata provider, ahead of the loader's: an enhanced multi-frame image's rescale (Pixel
+ * Value Transformation) and window (Frame VOI LUT) come from each frame's functional groups,
+ * per frame or shared, which the loader's provider does not look into (so an enhanced CT showed
+ * stored values as HU, and its presets misfired). Anything else is left to the loader.
+ */
+export function functionalGroupsProvider(loaderProvider, { dataSetOf, parseImageId }) {
+  return (type, imageId) => {
+    if (type !== 'modalityLutModule' && type !== 'voiLutModule') return undefined;
+    if (typeof imageId !== 'string' || !imageId.startsWith('wadouri:')) return undefined;
+    const { url, frame } = parseImageId(imageId);
+    const dataSet = frame ? dataSetOf(url) : null;
+    if (!dataSet?.elements.x52009230 && !dataSet?.elements.x52009229) return undefined;
+    const base = loaderProvider(type, imageId) || {};
+    if (type === 'modalityLutModule') {
+      const transform = functionalGroup(dataSet, frame, 'x00289145');
+      if (!transform?.elements.x00281053) return undefined;
+      return {
+        ...base,
+        rescaleSlope: transform.floatString('x00281053'),
+        rescaleIntercept: transform.floatString('x00281052') ?? 0,
+        rescaleType: transform.string('x00281054'),
+      };
+    }
+    const voi = functionalGroup(dataSet, frame, 'x00289132');
+    if (!voi?.elements.x00281050 || !voi.elements.x00281051) return undefined;
+    return {
+      ...base,
+      windowCenter: numbers(voi, 'x00281050'),
+      windowWidth: numbers(voi, 'x00281051'),
+      voiLUTFunction: voi.string('x00281056') ?? base.voiLUTFunction,
+    };
+  };
 }
