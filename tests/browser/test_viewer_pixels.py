@@ -76,8 +76,7 @@ def has_pixels(path):
 # Known to be shown wrong today (issue 15), each with what is wrong. Strict: a file that starts
 # to pass fails here until it is taken off this list.
 SHOWN_WRONG = {
-    "SC_jpeg_no_color_transform.dcm": "JPEG RGB without colour transform (APP14 0) converted",
-    "SC_rgb_jpeg.dcm": "colour JPEG decoded by the browser's <img> never arrives",
+    "SC_rgb_jpeg.dcm": "written in implicit VR under an explicit-VR syntax: the parser stops",
     "SC_rgb_rle_16bit.dcm": "16-bit RGB RLE: the loader's RLE decoder mixes the byte segments",
     "SC_rgb_rle_16bit_2frame.dcm": "16-bit RGB RLE: the loader's RLE decoder mixes the segments",
     "SC_rgb_rle_32bit.dcm": "32-bit RGB RLE is never drawn",

@@ -28,6 +28,7 @@ import {
   fixByteOrder,
   fixDecodedFrame,
   functionalGroupsProvider,
+  markUntransformedRgb,
 } from './fidelity.js';
 
 const UNCOMPRESSED = new Set([
@@ -319,11 +320,14 @@ function decodeUncompressedHere() {
       if (methodName === 'decodeTask' && UNCOMPRESSED.has(args?.transferSyntax)) {
         const { imageFrame, transferSyntax, pixelData, decodeConfig, options } = args;
         return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options)
-          .then(fixDecodedFrame);
+          .then((frame) => fixDecodedFrame(frame, transferSyntax));
       }
       startDecodeWorkers();
       if (methodName === 'decodeTask') {
-        return inWorker(workerName, methodName, args, taskOptions).then(fixDecodedFrame);
+        const { imageFrame, transferSyntax, pixelData } = args;
+        const marked = { ...args, pixelData: markUntransformedRgb(imageFrame, transferSyntax, pixelData) };
+        return inWorker(workerName, methodName, marked, taskOptions)
+          .then((frame) => fixDecodedFrame(frame, transferSyntax));
       }
     }
     return inWorker(workerName, methodName, args, taskOptions);

@@ -11,6 +11,7 @@
 //   and the loader handed the wide values to a canvas, which clamps them to white. They keep
 //   their top 8 bits.
 // * Uncompressed YBR_FULL_422 (two bytes a pixel): left as it was, so the canvas stayed black.
+// * A colour JPEG without a JFIF or Adobe marker whose header says RGB: taken as YCbCr.
 // * A Modality LUT Sequence: the loader reads its LUT Data as signed when the pixels are (LUT
 //   Data is always unsigned, PS3.3 C.11.1.1) and only the CPU renderer applies it. Its output
 //   is put into the pixels here, so that every renderer, the window and the tools work in the
@@ -35,9 +36,43 @@ export function fixByteOrder(dataSet) {
   }
 }
 
+// JPEG processes whose colour frames libjpeg-turbo (in the worker) hands back as RGB: it applies
+// the stream's own colour transform, so the DICOM header's YBR_FULL(_422) no longer describes
+// the pixels, and the loader would convert them a second time.
+const JPEG_TO_RGB = new Set(['1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51']);
+
+/**
+ * Before a JPEG frame is decoded: a stream with no JFIF or Adobe marker says nothing of its
+ * colour space, and libjpeg-turbo then takes three components as YCbCr. The DICOM header
+ * decides (as in pydicom): RGB means untransformed, so such a stream gets the Adobe marker that
+ * says so (APP14, transform 0).
+ */
+export function markUntransformedRgb(imageFrame, transferSyntax, pixelData) {
+  if (!JPEG_TO_RGB.has(transferSyntax) || imageFrame.samplesPerPixel !== 3) return pixelData;
+  if (imageFrame.photometricInterpretation !== 'RGB') return pixelData;
+  for (let i = 2; i + 3 < pixelData.length && pixelData[i] === 0xff; ) {
+    const marker = pixelData[i + 1];
+    if (marker === 0xe0 || marker === 0xee) return pixelData; // JFIF or Adobe: the stream says
+    if (marker === 0xda) break; // start of scan: no more markers to read
+    i += 2 + ((pixelData[i + 2] << 8) | pixelData[i + 3]);
+  }
+  // FF EE, length 14, "Adobe", version 100, flags 0 and 0, transform 0 (none).
+  const adobe = [0xff, 0xee, 0, 14, 0x41, 0x64, 0x6f, 0x62, 0x65, 0, 100, 0, 0, 0, 0, 0];
+  const marked = new Uint8Array(pixelData.length + adobe.length);
+  marked.set(pixelData.subarray(0, 2));
+  marked.set(adobe, 2);
+  marked.set(pixelData.subarray(2), 2 + adobe.length);
+  return marked;
+}
+
 /** After a frame is decoded (on this thread or in the worker), before the image is built. */
-export function fixDecodedFrame(frame) {
+export function fixDecodedFrame(frame, transferSyntax) {
   if (!frame?.pixelData) return frame;
+  if (JPEG_TO_RGB.has(transferSyntax) && frame.samplesPerPixel === 3) {
+    frame.photometricInterpretation = 'RGB';
+    frame.planarConfiguration = 0;
+    return frame;
+  }
   const samples = frame.samplesPerPixel || 1;
   const pixels = frame.rows * frame.columns;
   if (frame.photometricInterpretation === 'YBR_FULL_422' && frame.pixelData.length === pixels * 2) {
