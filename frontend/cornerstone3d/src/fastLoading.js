@@ -24,6 +24,7 @@ import {
 } from '@cornerstonejs/core';
 import { decodeImageFrame, getImageFrame, wadouri } from '@cornerstonejs/dicom-image-loader';
 import {
+  applyDoseGridScaling,
   applyModalityLut,
   fixByteOrder,
   fixDecodedFrame,
@@ -115,7 +116,9 @@ function loadImage(imageId, options = {}) {
         options,
       );
       return viaLoader.promise.then((built) => {
-        applyModalityLut(built, dataSet, metaData.get('voiLutModule', imageId), utilities);
+        const voi = metaData.get('voiLutModule', imageId);
+        applyModalityLut(built, dataSet, voi, utilities) ||
+          applyDoseGridScaling(built, dataSet, voi, utilities);
         return built;
       });
     }

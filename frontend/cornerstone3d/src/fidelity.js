@@ -16,6 +16,7 @@
 //   Data is always unsigned, PS3.3 C.11.1.1) and only the CPU renderer applies it. Its output
 //   is put into the pixels here, so that every renderer, the window and the tools work in the
 //   LUT's output units.
+// * RT Dose drawn in stored units instead of Gy when floats can't be drawn (applyDoseGridScaling).
 // * An enhanced multi-frame image's per-frame rescale and window (functionalGroupsProvider).
 
 const BIG_ENDIAN = '1.2.840.10008.1.2.2';
@@ -261,4 +262,23 @@ export function functionalGroupsProvider(loaderProvider, { dataSetOf, parseImage
       voiLUTFunction: voi.string('x00281056') ?? base.voiLUTFunction,
     };
   };
+}
+
+/**
+ * RT Dose values in Gy: stored value x Dose Grid Scaling (PS3.3 C.8.8.3). The loader applies
+ * it only when the browser can draw floating-point textures, and otherwise drew stored units.
+ * Here it becomes the image's slope, which every renderer applies. Returns whether it did.
+ */
+export function applyDoseGridScaling(image, dataSet, voi, utilities) {
+  if (image.color || image.preScale?.scaled || dataSet.string('x00080060') !== 'RTDOSE') return false;
+  const scaling = dataSet.floatString('x3004000e');
+  if (!scaling || scaling === 1) return false;
+  image.slope = (image.slope ?? 1) * scaling;
+  image.intercept = (image.intercept ?? 0) * scaling;
+  if (voi?.windowCenter === undefined || voi?.windowWidth === undefined) {
+    const low = image.minPixelValue * image.slope + image.intercept;
+    const high = image.maxPixelValue * image.slope + image.intercept;
+    Object.assign(image, utilities.windowLevel.toWindowLevel(low, high));
+  }
+  return true;
 }
