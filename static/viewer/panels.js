@@ -176,6 +176,7 @@ export function installTestHook(cs, viewer) {
         seriesId: slot.series.id,
         voi: windowOf(cs, viewport),
         zoom: viewport.getZoom(),
+        pan: viewport.getPan(),
         error: slot.message.hidden ? null : slot.message.textContent,
         stats: shown ? pixelStats(image) : null,
       };
@@ -188,6 +189,12 @@ export function installTestHook(cs, viewer) {
       return canvasStats(viewer.slots[index].element);
     },
     measurements: () => measurements(cs),
+    // Whether a measurement is still being drawn (an angle waits for its third point).
+    drawing: () => Object.values(viewer.group._toolInstances).some((tool) => tool.isDrawing),
+    clearMeasurements() {
+      cs.annotation.state.removeAllAnnotations();
+      viewer.slots.forEach((slot) => viewer.viewport(slot.index)?.render());
+    },
     progress: () => viewer.allSeries().map((s) => ({
       id: s.id, loaded: s.loaded, failed: s.failed, total: s.imageIds.length,
     })),

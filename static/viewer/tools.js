@@ -58,14 +58,15 @@ export function setPrimaryTool(cs, group, tool) {
 function restoreBindings(cs, group, tool) {
   const names = toolNames(cs);
   const B = cs.ToolsEnums.MouseBindings;
+  // setToolActive adds bindings to those a tool has, so the left button must be taken away
+  // first (setToolPassive removes it and leaves the tool's other bindings active).
+  group.setToolPassive(names[tool]);
   if (tool === 'Pan') {
     group.setToolActive(names.Pan, { bindings: [{ mouseButton: B.Auxiliary }, { numTouchPoints: 3 }] });
   } else if (tool === 'Zoom') {
     group.setToolActive(names.Zoom, { bindings: [{ mouseButton: B.Secondary }, { numTouchPoints: 2 }] });
   } else if (tool === 'StackScroll') {
     group.setToolActive(names.StackScroll, { bindings: [{ mouseButton: B.Wheel }] });
-  } else {
-    group.setToolPassive(names[tool]);
   }
 }
 

@@ -1,0 +1,95 @@
+"""The viewer's tools do what their buttons say, in real Chromium: whichever tool was chosen
+before, the one chosen now gets the left button (and it alone)."""
+
+import itertools
+
+import pytest
+from django.urls import reverse
+
+from tests.browser.test_viewer_browser import (
+    TIMEOUT,
+    sign_in,
+    stack_of_copies,
+    state,
+    viewport_centre,
+    wait_until_series_loaded,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _test_hook(settings):
+    settings.PHR_VIEWER_TEST_HOOK = True
+
+
+TOOLS = ["WindowLevel", "StackScroll", "Pan", "Zoom", "Length", "Angle"]
+
+
+def what_the_viewport_shows(page):
+    shown = state(page)
+    counts = page.evaluate(
+        "() => window.viewerTestHook.measurements().reduce("
+        "(n, m) => ({...n, [m.tool]: (n[m.tool] || 0) + 1}), {})"
+    )
+    return {
+        "WindowLevel": shown["voi"],
+        "StackScroll": shown["index"],
+        "Pan": [round(v, 3) for v in shown["pan"]],
+        "Zoom": round(shown["zoom"], 4),
+        "Length": counts.get("Length", 0),
+        "Angle": counts.get("Angle", 0),
+    }
+
+
+def drag_with_the_left_button(page, tool, start, end):
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=8)
+    page.mouse.up()
+    if tool == "Angle":  # an angle's third point is a click of its own, after a move
+        page.mouse.move(end[0] + 40, start[1], steps=8)
+        page.mouse.down()
+        page.mouse.up()
+        # That click is the tools' to interpret once their double-click window has passed:
+        # wait until it has been taken as the angle's end.
+        page.wait_for_function(
+            "() => window.viewerTestHook.measurements().some(m => m.tool === 'Angle' && m.value)"
+            " && !window.viewerTestHook.drawing()"
+        )
+
+
+def test_the_chosen_tool_gets_the_left_button_after_any_other(page, client, patient, tmp_path):
+    series = stack_of_copies(patient, tmp_path, 8)
+    sign_in(page, client, patient)
+    page.goto(reverse("viewer:study", args=[series.study.id]))
+    page.locator(f'[data-series-id="{series.id}"]').click()
+    wait_until_series_loaded(page, str(series.id))
+    page.wait_for_function(
+        "id => window.viewerTestHook.state(0).ready && window.viewerTestHook.state(0).seriesId"
+        " === id",
+        arg=str(series.id),
+        timeout=TIMEOUT,
+    )
+    x, y = viewport_centre(page)
+    box = page.locator("#viewport-0").bounding_box()
+
+    for n, (before, chosen) in enumerate(itertools.permutations(TOOLS, 2)):
+        page.locator(f'[data-tool="{before}"]').click()
+        page.locator(f'[data-tool="{chosen}"]').click()
+        page.evaluate("() => window.viewerTestHook.clearMeasurements()")
+        page.locator("#reset").click()
+        # Away from the last drags, so that no handle left over is what gets picked.
+        dx = (n % 5 - 2) * box["width"] / 12
+        start, end = (x + dx, y - 40), (x + dx + 30, y + 60)
+        if chosen == "StackScroll":
+            page.locator("#viewport-0").focus()
+            page.keyboard.press("Home")
+        was = what_the_viewport_shows(page)
+        drag_with_the_left_button(page, chosen, start, end)
+        now = what_the_viewport_shows(page)
+
+        changed = {tool for tool in TOOLS if now[tool] != was[tool]}
+        if chosen == "Zoom":
+            changed.discard("Pan")  # zooming about the pointer moves the image as it should
+        assert changed == {chosen}, f"{before} then {chosen}: {sorted(changed)}; {was} -> {now}"
