@@ -99,6 +99,13 @@ export function measurements(cs) {
     const stats = Object.values(item.data?.cachedStats || {})[0] || {};
     const tool = item.metadata?.toolName;
     const value = tool === cs.AngleTool.toolName ? stats.angle : stats.length;
-    return { tool, value, unit: stats.unit ?? (tool === cs.AngleTool.toolName ? '°' : undefined) };
+    return {
+      tool,
+      value,
+      unit: stats.unit ?? (tool === cs.AngleTool.toolName ? '°' : undefined),
+      // Cornerstone recomputes a measurement's value at most every 100 ms while it is drawn,
+      // and once more after: until then the value is that of an earlier point of the drag.
+      settled: !item.invalidated,
+    };
   });
 }

@@ -101,13 +101,6 @@ CT_PIXEL_MM = 0.661468  # CT_small.dcm's Pixel Spacing (both ways)
 CT_SIZE = 128  # its rows and columns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Cornerstone's CPU renderer (headless Chromium, phones and VDI without WebGL) maps "
-    "the pointer to image pixels wrongly: 33.8 mm measured for 42.3 at ratio 1 (cause not found "
-    "yet), and 2x, 3x that at ratios 2 and 3 (canvasToWorldCPU multiplies by devicePixelRatio "
-    "on a canvas it never scaled)",
-)
 @pytest.mark.parametrize("scale", [1, 2, 3])
 def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
     browser, live_server, client, patient, ct_study, scale
@@ -131,7 +124,8 @@ def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
         page.mouse.move(x + span / 2, y, steps=10)
         page.mouse.up()
         page.wait_for_function(
-            "() => window.viewerTestHook.measurements().some(m => m.value > 0)", timeout=TIMEOUT
+            "() => window.viewerTestHook.measurements().some(m => m.value > 0 && m.settled)",
+            timeout=TIMEOUT,
         )
         length = page.evaluate("() => window.viewerTestHook.measurements()")[0]
     finally:
