@@ -3,7 +3,7 @@
 import { $, app } from './app.js';
 import { compareWith, link } from './compare.js';
 import { applyTagFilter, loadTags } from './panels.js';
-import { applyPreset, setPrimaryTool } from './tools.js';
+import { applyPreset, primaryTool, setPrimaryTool } from './tools.js';
 
 const viewer = app;
 
@@ -109,6 +109,7 @@ function invert() {
 
 export function wireControls() {
   document.querySelectorAll('.vw-tool').forEach((button) => {
+    button.setAttribute('aria-pressed', String(button.dataset.tool === primaryTool()));
     button.addEventListener('click', () => {
       setPrimaryTool(app.cs, app.group, button.dataset.tool);
       document.querySelectorAll('.vw-tool').forEach((b) => b.setAttribute('aria-pressed', String(b === button)));

@@ -24,8 +24,19 @@ export function createToolGroup(cs) {
   // Measurements stay visible (and editable) whichever tool is on the left button.
   group.setToolPassive(names.Length);
   group.setToolPassive(names.Angle);
-  setPrimaryTool(cs, group, 'WindowLevel');
+  setPrimaryTool(cs, group, onATouchScreen() ? 'StackScroll' : 'WindowLevel');
   return group;
+}
+
+/** A phone or tablet: a finger, no mouse. There one finger scrolls through the images, as in
+ * a phone's own picture viewers; window/level is a toolbar choice away. */
+function onATouchScreen() {
+  return window.matchMedia('(hover: none) and (pointer: coarse)').matches;
+}
+
+/** The tool on the left button (and one finger). */
+export function primaryTool() {
+  return primary;
 }
 
 function toolNames(cs) {

@@ -135,3 +135,73 @@ def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
     assert length["unit"] == "mm"
     # A handle lands on the nearest device pixel: half a CSS pixel at each end, at most.
     assert abs(length["value"] - truth) <= image_px_per_css_px * CT_PIXEL_MM, (scale, length, truth)
+
+
+# --- touch ------------------------------------------------------------------------------------
+
+
+def touch(cdp, kind, points):
+    cdp.send(
+        "Input.dispatchTouchEvent",
+        {"type": kind, "touchPoints": [{"x": x, "y": y} for x, y in points]},
+    )
+
+
+def gesture(cdp, starts, ends, steps=10):
+    """Fingers down at `starts`, moved together to `ends`, lifted: real touch events."""
+    touch(cdp, "touchStart", starts)
+    for step in range(1, steps + 1):
+        touch(
+            cdp,
+            "touchMove",
+            [
+                (sx + (ex - sx) * step / steps, sy + (ey - sy) * step / steps)
+                for (sx, sy), (ex, ey) in zip(starts, ends, strict=True)
+            ],
+        )
+    touch(cdp, "touchEnd", [])
+
+
+def test_on_a_phone_one_finger_scrolls_a_pinch_zooms_and_two_fingers_pan(
+    browser, live_server, client, patient, tmp_path
+):
+    series = stack_of_copies(patient, tmp_path, 8)
+    context = browser.new_context(
+        base_url=live_server.url,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        has_touch=True,
+        is_mobile=True,
+    )
+    page = context.new_page()
+    try:
+        sign_in(page, client, patient)
+        page.goto(reverse("viewer:study", args=[series.study.id]))
+        wait_until_series_loaded(page, str(series.id))
+        page.wait_for_function("() => window.viewerTestHook.state(0).ready", timeout=TIMEOUT)
+        cdp = page.context.new_cdp_session(page)
+        box = page.locator("#viewport-0").bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        # On a phone the finger scrolls by default, as in a phone's own image viewers.
+        assert page.locator('[data-tool="StackScroll"]').get_attribute("aria-pressed") == "true"
+
+        before = state(page)
+        gesture(cdp, [(x, y - 100)], [(x, y + 100)])
+        page.wait_for_function(
+            "i => window.viewerTestHook.state(0).index !== i", arg=before["index"], timeout=TIMEOUT
+        )
+        scrolled = state(page)
+        assert scrolled["zoom"] == before["zoom"] and scrolled["voi"] == before["voi"]
+
+        gesture(cdp, [(x - 30, y), (x + 30, y)], [(x - 120, y), (x + 120, y)])
+        pinched = state(page)
+        assert pinched["zoom"] > scrolled["zoom"] * 1.5, (scrolled, pinched)
+        assert pinched["index"] == scrolled["index"]
+
+        gesture(cdp, [(x - 40, y), (x + 40, y)], [(x - 40, y + 120), (x + 40, y + 120)])
+        panned = state(page)
+        assert panned["pan"][1] > pinched["pan"][1] + 10, (pinched, panned)
+        assert panned["zoom"] == pytest.approx(pinched["zoom"], rel=0.05)
+        assert panned["index"] == scrolled["index"]
+    finally:
+        context.close()
