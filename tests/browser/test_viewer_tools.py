@@ -61,6 +61,8 @@ def drag_with_the_left_button(page, tool, start, end):
 
 def test_the_chosen_tool_gets_the_left_button_after_any_other(page, client, patient, tmp_path):
     series = stack_of_copies(patient, tmp_path, 8)
+    console = []
+    page.on("console", lambda message: console.append(message.text))
     sign_in(page, client, patient)
     page.goto(reverse("viewer:study", args=[series.study.id]))
     page.locator(f'[data-series-id="{series.id}"]').click()
@@ -93,6 +95,8 @@ def test_the_chosen_tool_gets_the_left_button_after_any_other(page, client, pati
         if chosen == "Zoom":
             changed.discard("Pan")  # zooming about the pointer moves the image as it should
         assert changed == {chosen}, f"{before} then {chosen}: {sorted(changed)}; {was} -> {now}"
+    # Drawing measurements breaks none of the page's security policy (no inline styles).
+    assert not [line for line in console if "Content Security Policy" in line], console
 
 
 # --- measurements in mm on every screen --------------------------------------------------------
