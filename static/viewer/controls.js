@@ -3,7 +3,13 @@
 import { $, app } from './app.js';
 import { compareWith, link } from './compare.js';
 import { applyTagFilter, loadTags } from './panels.js';
-import { applyPreset, primaryTool, setPrimaryTool } from './tools.js';
+import {
+  applyPreset,
+  clearMeasurements,
+  deleteSelectedMeasurements,
+  primaryTool,
+  setPrimaryTool,
+} from './tools.js';
 
 const viewer = app;
 
@@ -120,6 +126,11 @@ export function wireControls() {
     if (viewport && event.target.value) applyPreset(app.cs, viewport, event.target.value);
     event.target.value = '';
   });
+  $('measure-delete').addEventListener('click', deleteMeasurement);
+  $('measure-clear').addEventListener('click', () => {
+    clearMeasurements(app.cs);
+    renderAll();
+  });
   $('invert').addEventListener('click', invert);
   $('reset').addEventListener('click', resetViewport);
   $('layout').addEventListener('change', (event) => app.setLayout(event.target.value));
@@ -159,6 +170,14 @@ export function wireControls() {
   window.addEventListener('resize', () => app.engine.resize(true, true));
 }
 
+function renderAll() {
+  viewer.slots.forEach((slot) => viewer.viewport(slot.index)?.render());
+}
+
+function deleteMeasurement() {
+  if (deleteSelectedMeasurements(app.cs)) renderAll();
+}
+
 function onKey(event) {
   if (event.target.closest('input, select, textarea') || event.ctrlKey || event.metaKey || event.altKey) return;
   const slot = viewer.slots[viewer.active];
@@ -168,6 +187,7 @@ function onKey(event) {
     PageUp: () => scrollBy(-10), PageDown: () => scrollBy(10),
     Home: () => scrollBy(-Infinity), End: () => scrollBy(Infinity),
     ' ': toggleCine, i: invert, r: resetViewport, o: toggleOverlay,
+    Delete: deleteMeasurement, Backspace: deleteMeasurement,
   };
   const action = actions[event.key];
   if (!action || (!slot.series && event.key !== 'o')) return;

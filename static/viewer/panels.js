@@ -189,8 +189,7 @@ export function installTestHook(cs, viewer) {
       return canvasStats(viewer.slots[index].element);
     },
     measurements: () => measurements(cs),
-    vp: (i) => viewer.viewport(i),
-    annotations: () => cs.annotation.state.getAllAnnotations(),
+    selectedMeasurements: () => (cs.annotation.selection.getAnnotationsSelected() || []).length,
     // Whether a measurement is still being drawn (an angle waits for its third point).
     drawing: () => Object.values(viewer.group._toolInstances).some((tool) => tool.isDrawing),
     clearMeasurements() {

@@ -120,3 +120,14 @@ export function measurements(cs) {
     };
   });
 }
+
+/** Remove the selected measurements (a click on one selects it). Returns how many went. */
+export function deleteSelectedMeasurements(cs) {
+  const selected = cs.annotation.selection.getAnnotationsSelected() || [];
+  selected.forEach((uid) => cs.annotation.state.removeAnnotation(uid));
+  return selected.length;
+}
+
+export function clearMeasurements(cs) {
+  cs.annotation.state.removeAllAnnotations();
+}

@@ -209,3 +209,36 @@ def test_on_a_phone_one_finger_scrolls_a_pinch_zooms_and_two_fingers_pan(
         assert panned["index"] == scrolled["index"]
     finally:
         context.close()
+
+
+def test_measurements_are_deleted_one_by_one_and_cleared(page, client, patient, ct_study):
+    sign_in(page, client, patient)
+    page.goto(reverse("viewer:study", args=[ct_study.id]))
+    page.wait_for_function("() => window.viewerTestHook?.state(0).ready", timeout=TIMEOUT)
+    x, y = viewport_centre(page)
+    page.locator('[data-tool="Length"]').click()
+    for dy in (-80, 80):
+        drag_with_the_left_button(page, "Length", (x - 100, y + dy), (x + 100, y + dy))
+    page.wait_for_function(
+        "() => window.viewerTestHook.measurements().filter(m => m.settled).length === 2",
+        timeout=TIMEOUT,
+    )
+    page.locator('[data-tool="WindowLevel"]').click()
+
+    page.mouse.click(x, y - 80)  # on the first line: selects it
+    page.wait_for_function("() => window.viewerTestHook.selectedMeasurements() === 1")
+    page.locator("#viewport-0").focus()
+    page.keyboard.press("Delete")
+    page.wait_for_function("() => window.viewerTestHook.measurements().length === 1")
+    voi = state(page)["voi"]
+    page.mouse.click(x, y + 80)
+    page.wait_for_function("() => window.viewerTestHook.selectedMeasurements() === 1")
+    page.locator("#measure-delete").click()
+    page.wait_for_function("() => window.viewerTestHook.measurements().length === 0")
+    assert state(page)["voi"] == voi  # clicking a measurement didn't window the image
+
+    drag_with_the_left_button(page, "WindowLevel", (x, y), (x + 30, y + 30))
+    page.locator('[data-tool="Angle"]').click()
+    drag_with_the_left_button(page, "Angle", (x - 80, y), (x, y - 60))
+    page.locator("#measure-clear").click()
+    page.wait_for_function("() => window.viewerTestHook.measurements().length === 0")
