@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-prod lint format chromium dcmtk nginx bench-tools migrate demo clean backup \
+.PHONY: run test test-prod lint format chromium dcmtk nginx openjph bench-tools migrate demo clean backup \
 	restore
 
 $(BIN)/python:
@@ -28,6 +28,11 @@ chromium:
 dcmtk:
 	@test -x /usr/bin/storescu || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk; }
+
+# The viewer's HTJ2K test makes its files with OpenJPH's own encoder, ojph_compress.
+openjph:
+	@test -x /usr/bin/ojph_compress || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjph-tools; }
 
 # The secure-link tests run the shipped site file (deploy/nginx/phr.conf) in a real nginx.
 # Debian's `nginx` package has the secure_link module built in (nginx-light only adds a module).
@@ -61,11 +66,11 @@ format: $(VENV)/.dev-deps
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.dev-deps chromium dcmtk nginx lint
+test: $(VENV)/.dev-deps chromium dcmtk nginx openjph lint
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432) and a real S3 server (SeaweedFS on loopback).
-test-prod: $(VENV)/.dev-deps chromium dcmtk nginx
+test-prod: $(VENV)/.dev-deps chromium dcmtk nginx openjph
 	$(BIN)/python scripts/test_prod.py
 
 # The embedded default only (SQLite + local media); production: README, "Backups".

@@ -8,6 +8,7 @@ match exactly; lossy ones are decoded by another library in the browser than in 
 LOSSY_TOLERANCE), and may differ by what their rounding allows, never by an offset.
 """
 
+import subprocess
 from pathlib import Path
 
 import data_store
@@ -16,6 +17,7 @@ import pydicom
 import pytest
 from django.urls import reverse
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
 from tests.browser.test_viewer_browser import sign_in, state
@@ -209,3 +211,62 @@ def test_the_viewer_shows_the_values_the_file_holds(
             show_frame(page, frame)
         assert_frame_matches(path, ds, frame, page)
     assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+# --- HTJ2K, made here with OpenJPH's own encoder ----------------------------------------------
+
+OJPH_COMPRESS = "/usr/bin/ojph_compress"  # Debian's openjph-tools, installed by `make test`
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+
+
+def htj2k_copy(source, folder):
+    """The source file with its pixels compressed, losslessly, by ojph_compress into High-
+    Throughput JPEG 2000: colour with the reversible colour transform (YBR_RCT)."""
+    ds = pydicom.dcmread(source)
+    pixels = ds.pixel_array
+    colour = ds.SamplesPerPixel == 3
+    codestream = folder / "frame.j2c"
+    options = ["-reversible", "true"]
+    if colour:  # 8-bit RGB, as a PPM image: the input ojph_compress colour-transforms
+        image = folder / "frame.ppm"
+        image.write_bytes(f"P6 {ds.Columns} {ds.Rows} 255\n".encode() + pixels.tobytes())
+    else:  # planar little-endian samples: what it reads as a raw ("YUV") image
+        image = folder / "frame.yuv"
+        pixels.astype(pixels.dtype.newbyteorder("<")).tofile(image)
+        options += [
+            "-dims", f"{{{ds.Columns},{ds.Rows}}}", "-num_comps", "1",
+            "-signed", str(bool(ds.PixelRepresentation)).lower(),
+            "-bit_depth", str(ds.BitsStored), "-downsamp", "{1,1}",
+        ]  # fmt: skip
+    subprocess.run(
+        [OJPH_COMPRESS, "-i", str(image), "-o", str(codestream), *options],
+        check=True,
+        capture_output=True,
+    )
+    ds.PixelData = encapsulate([codestream.read_bytes()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = HTJ2K_LOSSLESS
+    if colour:
+        ds.PhotometricInterpretation = "YBR_RCT"
+        ds.PlanarConfiguration = 0
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = folder / "htj2k.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "SC_rgb.dcm"])
+def test_an_htj2k_file_shows_its_source_values(name, page, client, patient, settings, tmp_path):
+    settings.PHR_VIEWER_TEST_HOOK = True
+    source = next(p.values[0] for p in FILES if p.values[0].name == name)
+    path = htj2k_copy(source, tmp_path)
+    result = ingest_path(patient, path, filename=name)
+    assert result.outcome == "stored", result.message
+    sign_in(page, client, patient)
+    page.goto(reverse("viewer:study", args=[result.study.id]))
+    page.wait_for_function("() => window.viewerTestHook?.state(0).ready", timeout=TIMEOUT)
+
+    shown = shown_values(page.evaluate("() => window.viewerTestHook.pixels(0)"))
+    expected = expected_frame(source).values  # the source's values: lossless, so exactly
+    assert shown.shape == expected.shape
+    assert float(np.abs(shown - expected).max()) == 0, name
