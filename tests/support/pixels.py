@@ -62,6 +62,20 @@ def _modality_values(ds, frame, stored):
     return values
 
 
+def _little_endian_tables(ds):
+    """pydicom 3.0.2 reads the (unsegmented) Palette Color LUT Data of a big-endian file in
+    little-endian order: OBXXXX1A_expb.dcm's red table starts 0x0000, 0x0001, where dcmtk's
+    dcmdump reads 0x0000, 0x0100, as in the same image's little-endian file. Where the two
+    disagree we follow dcmtk: the tables are handed to pydicom in the order it reads."""
+    if ds.original_encoding[1] is not False:
+        return ds
+    for colour in ("Red", "Green", "Blue"):
+        keyword = f"{colour}PaletteColorLookupTableData"
+        if keyword in ds:
+            ds[keyword].value = np.frombuffer(ds[keyword].value, ">u2").astype("<u2").tobytes()
+    return ds
+
+
 def _first(value):
     """The first of a multi-valued window (the default one), or the only one."""
     return float(value[0]) if isinstance(value, pydicom.multival.MultiValue) else float(value)
@@ -85,7 +99,7 @@ def expected_frame(path, frame=0) -> Expected:
     stored = ds.pixel_array[frame] if frame_count(ds) > 1 else ds.pixel_array
     photometric = ds.PhotometricInterpretation
     if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(stored, ds)
+        rgb = apply_color_lut(stored, _little_endian_tables(ds))
         bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
         return Expected(rgb.astype(np.int64) >> (bits - 8), None, False)
     if ds.SamplesPerPixel > 1:

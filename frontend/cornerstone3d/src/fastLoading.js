@@ -30,6 +30,7 @@ import {
   fixDecodedFrame,
   functionalGroupsProvider,
   markUntransformedRgb,
+  segmentedPaletteProvider,
 } from './fidelity.js';
 
 const UNCOMPRESSED = new Set([
@@ -341,9 +342,11 @@ function decodeUncompressedHere() {
 export function installFastLoading() {
   registerImageLoader('wadouri', loadImage);
   decodeUncompressedHere();
-  const provider = functionalGroupsProvider(wadouri.metaData.metaDataProvider, {
+  const files = {
     dataSetOf: (url) => wadouri.dataSetCacheManager.get(url),
     parseImageId: wadouri.parseImageId,
-  });
-  metaData.addProvider(provider, 10000); // asked before the loader's own provider
+  };
+  // Asked before the loader's own provider.
+  metaData.addProvider(functionalGroupsProvider(wadouri.metaData.metaDataProvider, files), 10000);
+  metaData.addProvider(segmentedPaletteProvider(files), 10000);
 }

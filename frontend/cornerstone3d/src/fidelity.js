@@ -17,6 +17,7 @@
 //   is put into the pixels here, so that every renderer, the window and the tools work in the
 //   LUT's output units.
 // * RT Dose drawn in stored units instead of Gy when floats can't be drawn (applyDoseGridScaling).
+// * Segmented palette colour tables, which the loader can't read (segmentedPaletteProvider).
 // * An enhanced multi-frame image's per-frame rescale and window (functionalGroupsProvider).
 
 const BIG_ENDIAN = '1.2.840.10008.1.2.2';
@@ -281,4 +282,99 @@ export function applyDoseGridScaling(image, dataSet, voi, utilities) {
     Object.assign(image, utilities.windowLevel.toWindowLevel(low, high));
   }
   return true;
+}
+
+// --- segmented palette colour lookup tables ------------------------------------------------------
+
+/** numpy's around(): half to even, so that a table expands to pydicom's values exactly. */
+function roundHalfEven(value) {
+  const floor = Math.floor(value);
+  const fraction = value - floor;
+  if (fraction !== 0.5) return Math.round(value);
+  return floor % 2 === 0 ? floor : floor + 1;
+}
+
+/** numpy's linspace(start, stop, count), rounded as pydicom rounds a linear segment. */
+function linearSegment(start, stop, count) {
+  if (count === 1) return [roundHalfEven(start)];
+  const step = (stop - start) / (count - 1);
+  const values = Array.from({ length: count }, (_, i) => roundHalfEven(i * step + start));
+  values[count - 1] = roundHalfEven(stop);
+  return values;
+}
+
+/** A segmented LUT's 16-bit words expanded into the table (PS3.3 C.7.9.2). */
+function expandSegments(words, segments = Infinity, previous = undefined) {
+  const table = [];
+  let offset = 0;
+  for (let read = 0; read < segments && offset + 1 < words.length; read += 1) {
+    const opcode = words[offset];
+    const length = words[offset + 1];
+    offset += 2;
+    const last = table.length ? table[table.length - 1] : previous;
+    if (opcode === 0) { // discrete: the values themselves
+      for (let i = 0; i < length; i += 1) table.push(words[offset + i]);
+      offset += length;
+    } else if (opcode === 1) { // linear: from the last value to this one
+      const target = words[offset];
+      offset += 1;
+      if (last === undefined) throw new Error('a palette table may not start with a linear segment');
+      const values = last === target
+        ? new Array(length).fill(target)
+        : linearSegment(last + (target - last) / length, target, length);
+      table.push(...values);
+    } else if (opcode === 2) { // indirect: segments again, from a word offset in the data
+      const at = (words[offset + 1] << 16) | words[offset];
+      offset += 2;
+      if (last === undefined) throw new Error('a palette table may not start with an indirect segment');
+      table.push(...expandSegments(words.subarray(at), length, last));
+    } else {
+      throw new Error(`unknown palette table segment type ${opcode}`);
+    }
+  }
+  return table;
+}
+
+function words(dataSet, tag) {
+  const element = dataSet.elements[tag];
+  const out = new Uint16Array(Math.floor(element.length / 2));
+  for (let i = 0; i < out.length; i += 1) out[i] = dataSet.uint16(tag, i);
+  return out;
+}
+
+/**
+ * A metadata provider, ahead of the loader's: a palette colour image whose tables are segmented
+ * (Segmented Red/Green/Blue Palette Color Lookup Table Data, as some ultrasound machines write
+ * them) gets them expanded. The loader reads only unsegmented tables, and such an image failed.
+ */
+export function segmentedPaletteProvider({ dataSetOf, parseImageId }) {
+  return (type, imageId) => {
+    if (type !== 'imagePixelModule' || typeof imageId !== 'string' || !imageId.startsWith('wadouri:')) {
+      return undefined;
+    }
+    const dataSet = dataSetOf(parseImageId(imageId).url);
+    if (!dataSet?.elements.x00281221 || dataSet.string('x00280004') !== 'PALETTE COLOR') return undefined;
+    const descriptor = (tag) => [0, 1, 2].map((i) => dataSet.uint16(tag, i)).map((v, i) => (i === 0 && v === 0 ? 65536 : v));
+    const signed = dataSet.uint16('x00280103') === 1;
+    return {
+      samplesPerPixel: dataSet.uint16('x00280002'),
+      photometricInterpretation: 'PALETTE COLOR',
+      rows: dataSet.uint16('x00280010'),
+      columns: dataSet.uint16('x00280011'),
+      bitsAllocated: dataSet.uint16('x00280100'),
+      bitsStored: dataSet.uint16('x00280101'),
+      highBit: dataSet.uint16('x00280102'),
+      pixelRepresentation: dataSet.uint16('x00280103'),
+      planarConfiguration: dataSet.uint16('x00280006'),
+      pixelAspectRatio: dataSet.string('x00280034'),
+      smallestPixelValue: signed ? dataSet.int16('x00280106') : dataSet.uint16('x00280106'),
+      largestPixelValue: signed ? dataSet.int16('x00280107') : dataSet.uint16('x00280107'),
+      redPaletteColorLookupTableDescriptor: descriptor('x00281101'),
+      greenPaletteColorLookupTableDescriptor: descriptor('x00281102'),
+      bluePaletteColorLookupTableDescriptor: descriptor('x00281103'),
+      redPaletteColorLookupTableData: expandSegments(words(dataSet, 'x00281221')),
+      greenPaletteColorLookupTableData: expandSegments(words(dataSet, 'x00281222')),
+      bluePaletteColorLookupTableData: expandSegments(words(dataSet, 'x00281223')),
+    };
+  };
 }
