@@ -79,8 +79,6 @@ def has_pixels(path):
 # to pass fails here until it is taken off this list.
 SHOWN_WRONG = {
     "SC_rgb_jpeg.dcm": "written in implicit VR under an explicit-VR syntax: the parser stops",
-    "liver_expb.dcm": "1-bit segmentation, big endian: never drawn",
-    "liver_expb_1frame.dcm": "1-bit segmentation, big endian: never drawn",
     "bad_sequence.dcm": "refused at ingest: our header reader finds no study identifiers",
 }
 

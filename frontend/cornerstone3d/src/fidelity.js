@@ -2,8 +2,8 @@
 // are those the file holds. Each one is measured against pydicom's decode by
 // tests/browser/test_viewer_pixels.py, which fails without it:
 //
-// * 8-bit pixels in Explicit VR Big Endian stored as OW: OW is a run of 16-bit words, so their
-//   bytes come swapped in pairs (PS3.5 7.3); the loader takes them as they are.
+// * 8-bit (or 1-bit, packed) pixels in Explicit VR Big Endian stored as OW: OW is a run of
+//   16-bit words, so their bytes come swapped in pairs (PS3.5 7.3); the loader took them as is.
 // * A signed image (Pixel Representation 1) whose codestream says unsigned (some JPEG 2000
 //   encoders): the loader sign-extends the values but writes them back into an unsigned array,
 //   so -2000 shows as 63536. The DICOM header decides, as in pydicom and dcmtk.
@@ -23,13 +23,14 @@
 const BIG_ENDIAN = '1.2.840.10008.1.2.2';
 const swapped = new WeakSet();
 
-/** Before the loader reads a file's pixels: undo the word order of 8-bit OW big-endian data. */
+/** Before the loader reads a file's pixels: undo the word order of 8- or 1-bit OW big-endian data. */
 export function fixByteOrder(dataSet) {
   if (swapped.has(dataSet)) return;
   swapped.add(dataSet);
   const element = dataSet.elements.x7fe00010;
   if (!element || element.encapsulatedPixelData || element.vr !== 'OW') return;
-  if (dataSet.string('x00020010') !== BIG_ENDIAN || dataSet.uint16('x00280100') !== 8) return;
+  const bits = dataSet.uint16('x00280100');
+  if (dataSet.string('x00020010') !== BIG_ENDIAN || (bits !== 8 && bits !== 1)) return;
   const bytes = new Uint8Array(dataSet.byteArray.buffer, dataSet.byteArray.byteOffset + element.dataOffset, element.length);
   for (let i = 0; i + 1 < bytes.length; i += 2) {
     const first = bytes[i];
