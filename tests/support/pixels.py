@@ -23,7 +23,6 @@ LOSSY = {
     "1.2.840.10008.1.2.4.51",  # JPEG extended (12-bit)
     "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
     "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossy allowed)
-    "1.2.840.10008.1.2.4.203",  # HTJ2K (lossy allowed)
 }
 
 
