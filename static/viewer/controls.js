@@ -126,6 +126,7 @@ export function wireControls() {
     if (viewport && event.target.value) applyPreset(app.cs, viewport, event.target.value);
     event.target.value = '';
   });
+  wireMoreMenu();
   $('measure-delete').addEventListener('click', deleteMeasurement);
   $('measure-clear').addEventListener('click', () => {
     clearMeasurements(app.cs);
@@ -168,6 +169,24 @@ export function wireControls() {
   }
   document.addEventListener('keydown', onKey);
   window.addEventListener('resize', () => app.engine.resize(true, true));
+}
+
+/** The "More" menu of narrower screens: a control used in it closes it, as does Escape. */
+function wireMoreMenu() {
+  const toggle = $('more-toggle');
+  const menu = $('more-tools');
+  const open = (opened) => {
+    menu.classList.toggle('is-open', opened);
+    toggle.setAttribute('aria-expanded', String(opened));
+  };
+  toggle.addEventListener('click', () => open(!menu.classList.contains('is-open')));
+  menu.addEventListener('click', (event) => {
+    if (event.target.closest('button, a')) open(false);
+  });
+  menu.addEventListener('change', () => open(false));
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') open(false);
+  });
 }
 
 function renderAll() {

@@ -406,6 +406,8 @@ def test_comparison_layout_screenshots(browser, live_server, client, patient, si
         sign_in(page, client, patient)
         for study, other, label in ((ct, mr, "ct-mr"), (colour, ct, "colour-ct")):
             open_viewer(page, study)
+            if page.locator("#more-toggle").is_visible():  # on a phone: in the "More" menu
+                page.locator("#more-toggle").click()
             page.select_option("#compare", reverse("viewer:study_images", args=[other.id]))
             wait_until_shown(page, 1)
             assert page.locator("#layout").input_value() == "1x2"

@@ -1,0 +1,82 @@
+"""The viewer as a person reads it, at a laptop's size and a phone's: every control says what it
+does, nothing is cut off the edge, and screenshots to look at (in /tmp/viewer-screens)."""
+
+import os
+
+import pytest
+from django.urls import reverse
+
+from tests.browser.test_viewer_browser import SCREENSHOTS, TIMEOUT, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LAPTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "has_touch": True,
+    "is_mobile": True,
+}
+CONTROLS = "#viewer-app .vw-top .vw-btn, #viewer-app .vw-top select"
+
+
+@pytest.fixture(autouse=True)
+def _test_hook(settings):
+    settings.PHR_VIEWER_TEST_HOOK = True
+
+
+@pytest.fixture
+def open_study(browser, live_server, client, patient, ct_study):
+    contexts = []
+
+    def open_at(size):
+        context = browser.new_context(base_url=live_server.url, **size)
+        contexts.append(context)
+        page = context.new_page()
+        sign_in(page, client, patient)
+        page.goto(reverse("viewer:study", args=[ct_study.id]))
+        page.wait_for_function("() => window.viewerTestHook?.state(0).ready", timeout=TIMEOUT)
+        return page
+
+    yield open_at
+    for context in contexts:
+        context.close()
+
+
+def toolbar_overflows(page):
+    return page.evaluate(
+        "() => { const t = document.querySelector('.vw-toolbar');"
+        " return t.scrollWidth > t.clientWidth + 1; }"
+    )
+
+
+def test_every_control_is_named_and_on_a_laptop_labelled_in_words(open_study):
+    page = open_study(LAPTOP)
+    assert not toolbar_overflows(page)
+    assert page.locator("#more-toggle").is_hidden()
+    buttons = page.locator("#viewer-app .vw-top .vw-btn")
+    for i in range(buttons.count()):
+        button = buttons.nth(i)
+        assert button.get_attribute("aria-label"), button.inner_html()
+        if button.is_hidden():  # the "More" button, needed on narrower screens only
+            continue
+        label = button.locator(".vw-label")
+        assert label.is_visible() and label.inner_text().strip(), button.inner_html()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=f"{SCREENSHOTS}/toolbar-1280x800.png")
+
+
+def test_on_a_phone_the_rest_of_the_tools_are_in_a_more_menu(open_study):
+    page = open_study(PHONE)
+    assert not toolbar_overflows(page)
+    assert page.locator("#invert").is_hidden()
+    page.locator("#more-toggle").click()
+    assert page.locator("#more-toggle").get_attribute("aria-expanded") == "true"
+    for control in ("#invert", "#reset", '[data-tool="Angle"]', "#measure-clear", "#layout"):
+        assert page.locator(control).is_visible(), control
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=f"{SCREENSHOTS}/toolbar-more-390x844.png")
+    page.locator("#invert").click()  # used: the menu closes, and the image is inverted
+    assert page.locator("#invert").is_hidden()
+    assert page.locator("#more-toggle").get_attribute("aria-expanded") == "false"
+    assert page.locator("#invert").get_attribute("aria-pressed") == "true"
