@@ -261,6 +261,7 @@ async function showSeries(slot, series, index = 0) {
   slot.wanted = Math.min(index, series.imageIds.length - 1);
   hideMessage(slot);
   markShownSeries();
+  showDropHints();
   prefetcher.add(series, { first: true });
   await drawStack(slot, series, slot.wanted);
 }
@@ -274,6 +275,13 @@ async function drawStack(slot, series, index) {
     onImageFailed(series, viewport.getCurrentImageId(), describe(error));
   }
   refresh(slot);
+}
+
+/** An empty viewport of a 1x2 or 2x2 layout says how to fill it. */
+function showDropHints() {
+  viewer.slots.forEach((slot) => {
+    slot.cell.querySelector('.vw-drop-hint').hidden = !(slot.enabled && !slot.series);
+  });
 }
 
 function markShownSeries() {
@@ -302,6 +310,7 @@ function setLayout(name) {
     if (series) showSeries(slot, series, slot.series ? slot.savedIndex : 0);
   }
   if (viewer.active >= size) setActive(viewer.slots[0]);
+  showDropHints();
   // Viewports changed size: fit each image again, as a workstation does on a new layout.
   engine.resize(true, false);
 }

@@ -80,3 +80,20 @@ def test_on_a_phone_the_rest_of_the_tools_are_in_a_more_menu(open_study):
     assert page.locator("#invert").is_hidden()
     assert page.locator("#more-toggle").get_attribute("aria-expanded") == "false"
     assert page.locator("#invert").get_attribute("aria-pressed") == "true"
+
+
+def test_an_empty_viewport_says_how_to_fill_it(open_study):
+    page = open_study(LAPTOP)
+    hint = "#grid .vw-cell:nth-child({}) .vw-drop-hint"
+    assert page.locator(hint.format(1)).is_hidden()
+    page.select_option("#layout", "2x2")  # one series: three viewports stay empty
+    for n in (2, 3, 4):
+        assert page.locator(hint.format(n)).is_visible(), n
+        assert "Drag a series here" in page.locator(hint.format(n)).inner_text()
+    page.locator("#viewport-1").click()
+    page.locator(".vw-series").first.click()
+    page.wait_for_function("() => window.viewerTestHook.state(1).ready", timeout=TIMEOUT)
+    assert page.locator(hint.format(2)).is_hidden()
+    assert page.locator(hint.format(3)).is_visible()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=f"{SCREENSHOTS}/empty-viewports-1280x800.png")
