@@ -5,13 +5,16 @@ sees their own studies, a doctor the studies of their share, and anyone else a 4
 No login_required here: a doctor holding a share has no account. The access helpers decide.
 """
 
+from functools import wraps
+
 from django.conf import settings
-from django.http import HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from phr.sharing.models import Event
 from phr.sharing.services import record_doctor_use, study_words
+from phr.sharing.views_doctor import ended_share_response
 from phr.vault.access import (
     get_instance_or_404,
     get_study_or_404,
@@ -21,7 +24,28 @@ from phr.vault.access import (
 from viewer import services, tags
 
 
+def gone_when_the_share_ended(*, page):
+    """A doctor whose share has ended, holding a viewer URL (the page, or the viewer's own
+    requests as it goes on loading): "This share has ended" (410), never a bare 404."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            try:
+                return view(request, *args, **kwargs)
+            except Http404:
+                ended = ended_share_response(request, page=page)
+                if ended is None:
+                    raise
+                return ended
+
+        return wrapper
+
+    return decorate
+
+
 @require_safe
+@gone_when_the_share_ended(page=True)
 def study(request, study_id):
     study = get_study_or_404(request, study_id)
     if not services.is_owner(request, study):
@@ -48,6 +72,7 @@ def study(request, study_id):
 
 
 @require_safe
+@gone_when_the_share_ended(page=False)
 def study_images(request, study_id):
     study = get_study_or_404(request, study_id)
     data = services.study_images(study, visible_studies(request))
@@ -57,6 +82,7 @@ def study_images(request, study_id):
 
 
 @require_safe
+@gone_when_the_share_ended(page=False)
 def study_files(request, study_id):
     """Many images of a study in one request: how the viewer loads a whole series."""
     study = get_study_or_404(request, study_id)
@@ -68,11 +94,13 @@ def study_files(request, study_id):
 
 
 @require_safe
+@gone_when_the_share_ended(page=False)
 def instance(request, instance_id):
     return services.instance_response(request, get_instance_or_404(request, instance_id))
 
 
 @require_safe
+@gone_when_the_share_ended(page=False)
 def instance_tags(request, instance_id):
     rows = tags.header_rows(get_instance_or_404(request, instance_id))
     response = JsonResponse({"tags": rows})

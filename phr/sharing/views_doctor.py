@@ -7,11 +7,13 @@ the studies of the shares this browser opened that are live right now: anything 
 from functools import wraps
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phr.sharing import doctor, ratelimit, services
@@ -120,6 +122,26 @@ def leave(request):
 
 
 # --- the shared studies --------------------------------------------------------------------
+
+
+def ended_share_response(request, *, page: bool):
+    """For a doctor whose browser held a share that has since ended: 410 Gone, as the page
+    that says so (`page`) or as a short answer for the viewer's requests. None for anyone else,
+    who gets the usual 404 (no oracle for someone who never held a share)."""
+    if request.user.is_authenticated:
+        return None
+    check = services.refuse_ended_grants(request, forget=False)
+    if not check.ended:
+        return None
+    if page:
+        context = {"ended": check.ended, "others": bool(check.live)}
+        response = render(request, "sharing/doctor/ended.html", context, status=410)
+    else:
+        response = HttpResponse(
+            _("This share has ended."), status=410, content_type="text/plain; charset=utf-8"
+        )
+    add_never_cache_headers(response)
+    return response
 
 
 def doctor_required(view):

@@ -14,6 +14,7 @@ export const app = {
   layout: '1x1',
   linked: false,
   slots: [],
+  shareEnded: false, // a doctor's share ended while the viewer was open (the server answered 410)
   viewport(index) {
     const slot = this.slots[index];
     return slot?.enabled ? this.engine.getViewport(slot.id) : null;

@@ -324,9 +324,14 @@ function hideMessage(slot) {
   slot.message.hidden = true;
 }
 
+// 410 Gone is the server's answer to a doctor whose share has ended (revoked, expired, locked).
+const SHARE_ENDED = /answered 410/;
+const SHARE_ENDED_TEXT = 'This share has ended: no more images can be loaded. If you still need them, please ask the patient for a new code.';
+
 function onImageFailed(series, imageId, reason) {
+  if (SHARE_ENDED.test(reason)) app.shareEnded = true;
   viewer.slots.forEach((slot) => {
-    if (slot.enabled && slot.series === series) refresh(slot);
+    if (slot.enabled && (slot.series === series || app.shareEnded)) refresh(slot);
   });
   console.warn(`Image ${imageId} could not be shown: ${reason}`);
 }
@@ -337,7 +342,9 @@ function refresh(slot) {
   if (!viewport || !slot.series) return;
   const index = app.wantedIndex(slot);
   const reason = prefetcher.failed.get(slot.series.imageIds[index]);
-  if (reason) {
+  if (app.shareEnded && slot.index === viewer.active) {
+    showMessage(slot, SHARE_ENDED_TEXT);
+  } else if (reason) {
     const n = index + 1;
     // A file the server or the network didn't deliver is not one that was corrupt: say which.
     const fetching = /answered \d{3}|failed to fetch|network/i.test(reason);

@@ -4,9 +4,12 @@ does, nothing is cut off the edge, and screenshots to look at (in /tmp/viewer-sc
 import os
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
-from tests.browser.test_viewer_browser import SCREENSHOTS, TIMEOUT, sign_in
+from phr.sharing import services as sharing_services
+from tests.browser.test_viewer_browser import SCREENSHOTS, TIMEOUT, sign_in, stack_of_copies
+from tests.sharing.conftest import make_share, open_with_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -97,3 +100,48 @@ def test_an_empty_viewport_says_how_to_fill_it(open_study):
     assert page.locator(hint.format(3)).is_visible()
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.screenshot(path=f"{SCREENSHOTS}/empty-viewports-1280x800.png")
+
+
+def test_a_doctors_open_viewer_says_so_when_the_share_ends(browser, live_server, patient, tmp_path):
+    series = stack_of_copies(patient, tmp_path, 8)
+    share, secrets = make_share(patient, [series.study])
+    doctor = Client()
+    assert open_with_code(doctor, secrets.code).status_code == 302
+    context = browser.new_context(base_url=live_server.url, **LAPTOP)
+    context.add_cookies(
+        [{"name": "sessionid", "value": doctor.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    first = str(series.instances.get(instance_number=1).id)
+    held = []  # every image but the first, kept from the browser until the share has ended
+
+    def hold(route):
+        held.append(route)
+
+    def holding(url):
+        return "/files/" in url or ("/viewer/instances/" in url and first not in url)
+
+    try:
+        page.route(holding, hold)
+        with page.expect_request(lambda request: holding(request.url), timeout=TIMEOUT):
+            page.goto(reverse("viewer:study", args=[series.study.id]))
+        page.wait_for_function("() => window.viewerTestHook?.state(0).ready", timeout=TIMEOUT)
+
+        sharing_services.revoke(share)
+        for route in list(held):
+            route.continue_()
+        page.unroute(holding, hold)  # lets through any held since, as well
+
+        page.wait_for_function(
+            "() => window.viewerTestHook.state(0).error?.includes('This share has ended')",
+            timeout=TIMEOUT,
+        )
+        assert page.locator("#viewport-0 ~ .vw-message").is_visible()
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        page.screenshot(path=f"{SCREENSHOTS}/share-ended-in-viewer-1280x800.png")
+
+        page.goto(reverse("viewer:study", args=[series.study.id]))  # a URL the doctor kept
+        assert page.locator("#share-ended").is_visible()
+        page.screenshot(path=f"{SCREENSHOTS}/share-ended-page-1280x800.png")
+    finally:
+        context.close()

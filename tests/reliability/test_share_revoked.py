@@ -75,13 +75,15 @@ def test_revoking_mid_scroll_refuses_the_next_image_and_logs_it(patient_client, 
     assert patient_client.post(reverse("sharing:revoke", args=[share.pk])).status_code == 302
     revoked_at = timezone.now()
 
-    # The doctor's next image, and anything else in the share, is gone: 404, not 403.
+    # The doctor's next image, and anything else in the share, is gone: 410, and said so (the
+    # doctor held the share; anyone else gets a 404, never a 403).
     for image in images[REVOKE_AFTER:]:
         response = doctor.get(image["url"])
-        assert response.status_code == 404
+        assert response.status_code == 410
         assert "Location" not in response
-    assert doctor.get(reverse("viewer:study_images", args=[scan.id])).status_code == 404
-    assert doctor.get(reverse("viewer:study", args=[scan.id])).status_code == 404
+    assert doctor.get(reverse("viewer:study_images", args=[scan.id])).status_code == 410
+    page = doctor.get(reverse("viewer:study", args=[scan.id]))
+    assert page.status_code == 410 and b"This share has ended" in page.content
     # The doctor's own pages say plainly that the share has ended, and log the attempt.
     ended = doctor.get(reverse("sharing:shared_download", args=[scan.id]))
     assert ended.status_code == 410

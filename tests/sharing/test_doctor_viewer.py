@@ -53,10 +53,29 @@ def test_revoking_stops_the_doctors_viewer_on_the_next_request(doctor, patient, 
     assert doctor.get(batch_url).status_code == 200
 
     services.revoke(share)
-    assert doctor.get(instance_url).status_code == 404
-    assert doctor.get(batch_url).status_code == 404
-    assert doctor.get(reverse("viewer:study", args=[ct.id])).status_code == 404
+    # Gone, and said so: the doctor held this share (no oracle for anyone else, see below).
+    assert doctor.get(instance_url).status_code == 410
+    assert doctor.get(batch_url).status_code == 410
+    assert doctor.get(reverse("viewer:study_images", args=[ct.id])).status_code == 410
+    assert (
+        doctor.get(reverse("viewer:instance_tags", args=[first_instance(ct).id])).status_code == 410
+    )
+    page = doctor.get(reverse("viewer:study", args=[ct.id]))
+    assert page.status_code == 410
+    assert "This share has ended" in page.content.decode()
+    assert "The patient has stopped sharing these scans." in page.content.decode()
+    assert patient.get_full_name() not in page.content.decode() or not patient.get_full_name()
     # The patient sees the refusal in the access log, once (the browser's grant is then gone).
     refused = AccessEvent.objects.filter(share=share, kind=Event.REFUSED)
     assert refused.count() == 1
     assert refused.get().ip
+
+
+def first_instance(study):
+    return study.series.first().instances.first()
+
+
+def test_a_browser_that_never_held_a_share_still_gets_a_plain_404(client, patient, ct):
+    make_share(patient, [ct])
+    assert client.get(reverse("viewer:study", args=[ct.id])).status_code == 404
+    assert client.get(reverse("viewer:instance", args=[first_instance(ct).id])).status_code == 404

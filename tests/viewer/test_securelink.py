@@ -268,8 +268,8 @@ def test_a_doctor_gets_links_until_the_share_is_stopped(nginx, patient, ct_study
 
     sharing.revoke(share)
 
-    # Django hands out no new link at once...
-    assert doctor.get(url).status_code == 404
+    # Django hands out no new link at once (410: the share has ended)...
+    assert doctor.get(url).status_code == 410
     # ...but, like an S3 presigned URL, a link already handed out works until it expires: the
     # reason links live minutes (README, "Running in production").
     assert nginx.get(link)[0] == 200
