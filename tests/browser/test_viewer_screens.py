@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from phr.sharing import services as sharing_services
 from tests.browser.test_viewer_browser import SCREENSHOTS, TIMEOUT, sign_in, stack_of_copies
+from tests.browser.test_viewer_tools import drag_with_the_left_button, gesture
 from tests.sharing.conftest import make_share, open_with_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -143,5 +144,33 @@ def test_a_doctors_open_viewer_says_so_when_the_share_ends(browser, live_server,
         page.goto(reverse("viewer:study", args=[series.study.id]))  # a URL the doctor kept
         assert page.locator("#share-ended").is_visible()
         page.screenshot(path=f"{SCREENSHOTS}/share-ended-page-1280x800.png")
+        phone = browser.new_context(base_url=live_server.url, **PHONE)
+        phone.add_cookies(context.cookies())
+        on_the_phone = phone.new_page()
+        on_the_phone.goto(reverse("viewer:study", args=[series.study.id]))
+        assert on_the_phone.locator("#share-ended").is_visible()
+        on_the_phone.screenshot(path=f"{SCREENSHOTS}/share-ended-page-390x844.png")
+        phone.close()
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("size", ["laptop", "phone"])
+def test_screenshots_of_a_measured_ct(open_study, size):
+    page = open_study(LAPTOP if size == "laptop" else PHONE)
+    box = page.locator("#viewport-0").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    span = min(box["width"], box["height"]) / 3
+    page.locator('[data-tool="Length"]').click()
+    if size == "phone":
+        gesture(page.context.new_cdp_session(page), [(x - span, y)], [(x + span, y)])
+    else:
+        drag_with_the_left_button(page, "Length", (x - span, y), (x + span, y))
+    page.wait_for_function(
+        "() => window.viewerTestHook.measurements().some(m => m.value > 0 && m.settled)",
+        timeout=TIMEOUT,
+    )
+    length = page.evaluate("() => window.viewerTestHook.measurements()")[0]
+    assert page.get_by_text(f"{length['value']:.1f} mm").is_visible()
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    page.screenshot(path=f"{SCREENSHOTS}/measured-ct-{size}.png")

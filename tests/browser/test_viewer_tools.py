@@ -105,12 +105,16 @@ CT_PIXEL_MM = 0.661468  # CT_small.dcm's Pixel Spacing (both ways)
 CT_SIZE = 128  # its rows and columns
 
 
+@pytest.mark.parametrize("pointer", ["mouse", "touch"])
 @pytest.mark.parametrize("scale", [1, 2, 3])
 def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
-    browser, live_server, client, patient, ct_study, scale
+    browser, live_server, client, patient, ct_study, scale, pointer
 ):
     context = browser.new_context(
-        base_url=live_server.url, device_scale_factor=scale, viewport={"width": 900, "height": 700}
+        base_url=live_server.url,
+        device_scale_factor=scale,
+        viewport={"width": 900, "height": 700},
+        has_touch=pointer == "touch",
     )
     page = context.new_page()
     try:
@@ -123,10 +127,10 @@ def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.locator('[data-tool="Length"]').click()
         span = min(box["width"], box["height"]) / 2
-        page.mouse.move(x - span / 2, y)
-        page.mouse.down()
-        page.mouse.move(x + span / 2, y, steps=10)
-        page.mouse.up()
+        if pointer == "touch":
+            gesture(page.context.new_cdp_session(page), [(x - span / 2, y)], [(x + span / 2, y)])
+        else:
+            drag_with_the_left_button(page, "Length", (x - span / 2, y), (x + span / 2, y))
         page.wait_for_function(
             "() => window.viewerTestHook.measurements().some(m => m.value > 0 && m.settled)",
             timeout=TIMEOUT,
@@ -138,7 +142,8 @@ def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
     truth = span * image_px_per_css_px * CT_PIXEL_MM
     assert length["unit"] == "mm"
     # A handle lands on the nearest device pixel: half a CSS pixel at each end, at most.
-    assert abs(length["value"] - truth) <= image_px_per_css_px * CT_PIXEL_MM, (scale, length, truth)
+    allowed = image_px_per_css_px * CT_PIXEL_MM
+    assert abs(length["value"] - truth) <= allowed, (scale, pointer, length, truth)
 
 
 # --- touch ------------------------------------------------------------------------------------
