@@ -232,6 +232,11 @@ if PHR_SECURE_LINK_PREFIX:
         )
 # Exposes window.viewerTestHook (displayed pixel statistics) for the browser tests.
 PHR_VIEWER_TEST_HOOK = envbool("PHR_VIEWER_TEST_HOOK", False)
+# How the viewer draws: "auto" (WebGL on a real GPU, a 2D canvas without WebGL or on a software
+# rasteriser, as on many VDI desktops), or "gpu" / "cpu" to force one (the tests check both).
+PHR_VIEWER_RENDERER = envstr("PHR_VIEWER_RENDERER", "auto")
+if PHR_VIEWER_RENDERER not in ("auto", "gpu", "cpu"):
+    raise ImproperlyConfigured("PHR_VIEWER_RENDERER must be auto, gpu or cpu.")
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(envstr("PHR_STATIC_ROOT", str(BASE_DIR / "staticfiles")))

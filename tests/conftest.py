@@ -163,18 +163,35 @@ def cd_studies(patient):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """Real Debian Chromium driven by Playwright. A missing browser fails, never skips."""
+def playwright():
+    """Playwright, once for the session (it can't be started twice at once)."""
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    """Real Debian Chromium driven by Playwright. A missing browser fails, never skips."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def webgl_browser(playwright):
+    """The same Chromium with WebGL (SwiftShader's software GL: no GPU here), for the viewer's
+    WebGL renderer, which the usual browser (--disable-gpu) never runs."""
+    args = [arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"]
+    args += ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture

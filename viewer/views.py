@@ -59,6 +59,7 @@ def study(request, study_id):
         "wasm_base_path": services.wasm_base_path(),
         "first_image_url": services.first_image_url(study),
         "test_hook": settings.PHR_VIEWER_TEST_HOOK,
+        "renderer": settings.PHR_VIEWER_RENDERER,
     }
     response = render(request, "viewer/study.html", context)
     # The codecs are WebAssembly; images may come from the object store's origin.

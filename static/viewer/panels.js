@@ -177,6 +177,7 @@ export function installTestHook(cs, viewer) {
         voi: windowOf(cs, viewport),
         zoom: viewport.getZoom(),
         pan: viewport.getPan(),
+        renderer: viewport.useCPURendering ? 'cpu' : 'gpu',
         error: slot.message.hidden ? null : slot.message.textContent,
         stats: shown ? pixelStats(image) : null,
       };

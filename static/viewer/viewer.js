@@ -66,7 +66,8 @@ main().catch((error) => {
 async function main() {
   cs = await import(root.dataset.cornerstone);
   const workers = Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2)));
-  await cs.initCornerstone({ wasmBasePath: root.dataset.wasmBase, maxWebWorkers: workers });
+  const cpuRendering = { gpu: false, cpu: true }[root.dataset.renderer] ?? 'auto';
+  await cs.initCornerstone({ wasmBasePath: root.dataset.wasmBase, maxWebWorkers: workers, cpuRendering });
   engine = new cs.RenderingEngine(ENGINE_ID);
   prefetcher = new Prefetcher(cs, {
     fetcherUrl: root.dataset.fetcher,

@@ -105,11 +105,14 @@ CT_PIXEL_MM = 0.661468  # CT_small.dcm's Pixel Spacing (both ways)
 CT_SIZE = 128  # its rows and columns
 
 
+@pytest.mark.parametrize("renderer", ["cpu", "gpu"])
 @pytest.mark.parametrize("pointer", ["mouse", "touch"])
 @pytest.mark.parametrize("scale", [1, 2, 3])
 def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
-    browser, live_server, client, patient, ct_study, scale, pointer
+    request, live_server, client, patient, ct_study, settings, scale, pointer, renderer
 ):
+    settings.PHR_VIEWER_RENDERER = renderer
+    browser = request.getfixturevalue("webgl_browser" if renderer == "gpu" else "browser")
     context = browser.new_context(
         base_url=live_server.url,
         device_scale_factor=scale,
@@ -121,6 +124,7 @@ def test_a_length_in_mm_is_the_geometric_truth_at_every_pixel_ratio(
         sign_in(page, client, patient)
         page.goto(reverse("viewer:study", args=[ct_study.id]))
         page.wait_for_function("() => window.viewerTestHook?.state(0).ready", timeout=TIMEOUT)
+        assert state(page)["renderer"] == renderer
         box = page.locator("#viewport-0").bounding_box()
         # Fitted to the viewport, the square image spans its shorter side (CSS pixels).
         image_px_per_css_px = CT_SIZE / min(box["width"], box["height"])
