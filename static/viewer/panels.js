@@ -1,7 +1,7 @@
 // What is drawn around the images: the corner text, the DICOM tag panel, and the test hook.
 
 import { app } from './app.js';
-import { measurements, windowOf } from './tools.js';
+import { clearMeasurements, measurements, windowOf } from './tools.js';
 
 function round(value, digits = 0) {
   return Number.isFinite(value) ? Number(value.toFixed(digits)).toString() : '–';
@@ -194,7 +194,7 @@ export function installTestHook(cs, viewer) {
     // Whether a measurement is still being drawn (an angle waits for its third point).
     drawing: () => Object.values(viewer.group._toolInstances).some((tool) => tool.isDrawing),
     clearMeasurements() {
-      cs.annotation.state.removeAllAnnotations();
+      clearMeasurements(cs);
       viewer.slots.forEach((slot) => viewer.viewport(slot.index)?.render());
     },
     progress: () => viewer.allSeries().map((s) => ({
