@@ -203,12 +203,23 @@ def _json(data) -> bytes:
     return json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False).encode()
 
 
+# A cell a spreadsheet would take as a formula (OWASP "CSV injection"): the rows carry other
+# people's text (a doctor's browser name, hospital-set DICOM text, share labels).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value  # shown as written, never run
+    return value
+
+
 def _csv(rows: list[dict]) -> bytes:
     if not rows:
         return b""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: _as_text(value) for key, value in row.items()} for row in rows)
     # A BOM, so that Excel reads accented names as UTF-8.
     return ("\ufeff" + out.getvalue()).encode()

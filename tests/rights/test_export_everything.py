@@ -8,6 +8,7 @@ import json
 import tempfile
 import zipfile
 
+from django.test import Client
 from django.urls import reverse
 
 from phr.vault.ingest import ingest_zip
@@ -85,3 +86,22 @@ def test_importing_the_zip_into_another_account_gives_identical_studies(
     assert not [r for r in results if r.outcome in ("rejected", "error")]
     assert identity(other_patient) == identity(patient)
     assert other_patient.documents.get().sha256 == full_vault["report"].sha256
+
+
+def test_no_cell_of_the_spreadsheets_is_a_formula(patient_client, patient, ct_study):
+    """A doctor's browser name and a share's label are other people's text: in a spreadsheet a
+    cell starting with = + - @ (or a tab or carriage return) would run as a formula."""
+    from tests.sharing.conftest import make_share, open_with_code
+
+    _share, secrets = make_share(patient, [ct_study], label="@SUM(1+1)*cmd|' /C calc'!A0")
+    doctor = Client(REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT='=HYPERLINK("http://x.example")')
+    assert open_with_code(doctor, secrets.code).status_code == 302
+
+    archive = download_everything(patient_client)
+    for name in ("RECORD/shares.csv", "RECORD/access_log.csv"):
+        rows = list(csv.reader(io.StringIO(archive.read(name).decode("utf-8-sig"))))
+        cells = [cell for row in rows for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")], name
+    log = csv.DictReader(io.StringIO(archive.read("RECORD/access_log.csv").decode("utf-8-sig")))
+    opened = [row for row in log if row["what"] == "Opened"]
+    assert opened[0]["browser"] == '\'=HYPERLINK("http://x.example")'  # kept, as text
