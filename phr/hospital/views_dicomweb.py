@@ -20,6 +20,13 @@ REFUSALS = {
 }
 
 
+def declared_length(request) -> int | None:
+    """The request's Content-Length (0 when absent, as for chunked bodies), or None when it
+    isn't a whole number of bytes: parsed here, as Django leaves the header to us."""
+    value = request.META.get("CONTENT_LENGTH") or "0"
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 @csrf_exempt
 @require_POST
 def store_instances(request, deposit_code, study_uid=None):
@@ -34,7 +41,9 @@ def store_instances(request, deposit_code, study_uid=None):
         return _error(415, 'Send multipart/related; type="application/dicom".')
     if not boundary:
         return _error(400, "The multipart Content-Type has no boundary.")
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    declared = declared_length(request)
+    if declared is None:
+        return _error(400, "The Content-Length header must be a whole number of bytes.")
     if declared > settings.PHR_MAX_STOW_BYTES:
         return _error(413, f"One request may carry at most {settings.PHR_MAX_STOW_BYTES} bytes.")
     stream = multipart.body_stream(request)

@@ -10,7 +10,7 @@ from phr.hospital.models import DepositCode
 from phr.hospital.stow import CANNOT_UNDERSTAND, DOES_NOT_MATCH
 from phr.vault import bundles
 from phr.vault.models import Instance, Series, Source, Study
-from tests.hospital.conftest import FILES, dicom_bytes, make_code, multipart_body, stow
+from tests.hospital.conftest import BOUNDARY, FILES, dicom_bytes, make_code, multipart_body, stow
 from tests.support.vaultdata import dicomdir_tree
 from tests.vault.hostile import cut_short
 
@@ -258,3 +258,23 @@ def test_a_series_sent_one_image_per_request_waits_for_the_viewer(
     series = Series.objects.get(study__owner=patient)
     assert series.num_instances == bundles.MIN_FILES
     assert not default_storage.exists(bundles.bundles_of([series.id])[series.id].key)
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3"])
+def test_a_content_length_that_is_not_a_number_of_bytes_is_400(
+    client, patient, token, deposit, length, settings
+):
+    settings.DEBUG = True  # and the page must not show the deposit code, even then
+    _row, code = deposit
+    response = client.generic(
+        "POST",
+        f"/dicomweb/deposit/{code}/studies",
+        multipart_body([dicom_bytes("CT_small.dcm")]),
+        content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+        headers={"Authorization": f"Bearer {token}"},
+        CONTENT_LENGTH=length,
+    )
+    assert response.status_code == 400
+    assert "Content-Length" in response.content.decode()
+    assert code not in response.content.decode()
+    assert not Study.objects.exists()
