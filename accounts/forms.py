@@ -1,5 +1,8 @@
 from allauth.account.forms import SignupForm
 from allauth.account.internal.flows.login import record_authentication
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.forms import ActivateTOTPForm
+from allauth.mfa.totp.internal.auth import TOTP
 from django import forms
 
 
@@ -28,3 +31,14 @@ class PatientSignupForm(SignupForm):
         record_authentication(
             request, user, method="password", email=user.email, signup=True, reauthenticated=True
         )
+
+
+class SpendingActivateTOTPForm(ActivateTOTPForm):
+    """Setting up the authenticator spends the code typed, as a login does: allauth checks it
+    without marking it used, so the same code could log in again within its 30 seconds."""
+
+    def clean_code(self) -> str:
+        code = super().clean_code()
+        # The same record of used codes, per user and code, that a login's check adds to.
+        TOTP(Authenticator(user=self.user, type=Authenticator.Type.TOTP))._mark_code_used(code)
+        return code

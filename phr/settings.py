@@ -323,6 +323,7 @@ ACCOUNT_RATE_LIMITS = {
 }
 
 MFA_ADAPTER = "accounts.adapter.MFAAdapter"
+MFA_FORMS = {"activate_totp": "accounts.forms.SpendingActivateTOTPForm"}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_ISSUER = SITE_NAME
 # Tolerance 0: allauth remembers a used code for one TOTP period, so a wider window would let

@@ -7,6 +7,7 @@ from allauth.mfa.models import Authenticator
 from django.urls import reverse
 
 from accounts.models import User
+from tests.conftest import wait_for_fresh_totp_window
 
 
 def signup(client, email="new.patient@example.com"):
@@ -82,3 +83,24 @@ def test_passkeys_are_offered_once_totp_works(patient_client):
     # SECURITY.md item 2: WebAuthn comes on top of TOTP, from the two-factor page.
     html = patient_client.get(reverse("mfa_index")).content.decode()
     assert reverse("mfa_add_webauthn") in html
+
+
+def test_the_code_that_activated_the_authenticator_cannot_log_in_again(client, db):
+    """A code works once: the one typed to set the authenticator up is spent too, or someone
+    who saw it over the patient's shoulder could log in with it in the same 30 seconds."""
+    signup(client)
+    secret = secret_shown_on(client.get(reverse("mfa_activate_totp")).content.decode())
+    wait_for_fresh_totp_window()
+    code = pyotp.TOTP(secret).now()
+    assert client.post(reverse("mfa_activate_totp"), {"code": code}).status_code == 302
+    client.post(reverse("account_logout"))
+
+    response = client.post(
+        reverse("account_login"),
+        {"login": "new.patient@example.com", "password": "a long and unusual passphrase"},
+    )
+    assert response.url == reverse("mfa_authenticate")
+    replayed = client.post(reverse("mfa_authenticate"), {"code": code})
+    assert replayed.status_code == 200  # the code form again, with its error
+    assert "Incorrect code" in replayed.content.decode()
+    assert client.get(reverse("vault:home")).status_code == 302  # not signed in
