@@ -136,3 +136,25 @@ def test_patient_shares_and_two_doctors_open_it_by_link_and_by_code(
         assert not [p for p in problems if "Content Security Policy" in p], problems
     for context in (patient_ctx, doctor_ctx, typed_ctx):
         context.close()
+
+
+def test_the_secret_link_is_never_sent_in_a_referer(browser, live_server, patient):
+    """Every request the link's page and the PIN page make (its CSS, scripts, images, the form)
+    carries at most the site's origin in Referer, never the path with the token; the PIN form
+    still passes the CSRF check, which wants an Origin."""
+    from tests.sharing.conftest import make_share
+
+    scan = stored(patient, "CT_small.dcm")
+    _share, secrets = make_share(patient, [scan], pin="739154")
+    context, doctor, _problems = new_page(browser, live_server)
+    referers = []
+    doctor.on("request", lambda request: referers.append(request.headers.get("referer") or ""))
+    try:
+        doctor.goto(f"/s/{secrets.token}")
+        doctor.get_by_label("PIN from the patient").fill("739154")
+        doctor.get_by_role("button", name="Open the scans").click()
+        doctor.locator(".study-card-title a").wait_for()
+    finally:
+        context.close()
+    assert len(referers) > 3
+    assert not [r for r in referers if secrets.token in r or "/s/" in r], referers

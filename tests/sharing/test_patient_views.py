@@ -65,7 +65,7 @@ def test_creating_a_share_shows_the_code_link_qr_and_card_once(sharer, patient, 
     body = card.content.decode()
     assert code in body and "<svg" in body and "http://testserver/access" in body
     assert card["Cache-Control"].count("no-store") == 1
-    assert card["Referrer-Policy"] == "no-referrer"
+    assert card["Referrer-Policy"] == "strict-origin"
 
     # "I've noted it": gone for good, even within the few minutes.
     sharer.post(reverse("sharing:hide", args=[share.pk]))
