@@ -1,8 +1,8 @@
-"""Keep magic-link tokens and deposit codes out of every log line.
+"""Keep magic-link tokens, deposit codes and account keys out of every log line.
 
 A token in a log is a working key to someone's scans for whoever reads the logs, so every
-record that mentions a path like /s/<token> (or a hospital's /dicomweb/deposit/<code>/) has it
-replaced before any handler formats it.
+record that mentions a path like /s/<token> (or a hospital's /dicomweb/deposit/<code>/, or a
+password-reset or email-confirmation key) has it replaced before any handler formats it.
 """
 
 import logging
@@ -12,6 +12,8 @@ TOKEN_IN_PATH = re.compile(r"/s/[A-Za-z0-9_\-%]{8,}")
 REDACTED = "/s/[redacted]"
 DEPOSIT_CODE_IN_PATH = re.compile(r"/deposit/[^/\s?]+")
 DEPOSIT_REDACTED = "/deposit/[redacted]"
+# allauth's one-time keys: whoever reads them could set the password or confirm the address.
+ACCOUNT_KEY_IN_PATH = re.compile(r"/(password/reset/key|confirm-email)/[^/\s?]+")
 
 # Loggers that write request paths. A filter on a logger runs before any handler sees the
 # record (including pytest's caplog and gunicorn's own access handler); a filter on a handler
@@ -38,6 +40,8 @@ class RedactShareTokens(logging.Filter):
             redacted = TOKEN_IN_PATH.sub(REDACTED, redacted)
         if "/deposit/" in redacted:
             redacted = DEPOSIT_CODE_IN_PATH.sub(DEPOSIT_REDACTED, redacted)
+        if "/password/reset/key/" in redacted or "/confirm-email/" in redacted:
+            redacted = ACCOUNT_KEY_IN_PATH.sub(r"/\1/[redacted]", redacted)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

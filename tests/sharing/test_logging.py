@@ -59,3 +59,19 @@ def test_the_console_handler_and_the_path_loggers_carry_the_filter():
         assert any(isinstance(f, RedactShareTokens) for f in logging.getLogger(name).filters)
     handlers = logging.getLogger().handlers
     assert any(isinstance(f, RedactShareTokens) for handler in handlers for f in handler.filters)
+
+
+@pytest.mark.parametrize(
+    "path, secret",
+    [
+        (
+            "/accounts/password/reset/key/1a-c3k9-0f4e2b7d9a1c3e5f7a9b/",
+            "1a-c3k9-0f4e2b7d9a1c3e5f7a9b",
+        ),
+        ("/accounts/confirm-email/MjQ:1tHw3x:Zk9aWc2qXh5Kj8/", "MjQ:1tHw3x:Zk9aWc2qXh5Kj8"),
+    ],
+)
+def test_password_reset_and_email_confirmation_keys_are_redacted(path, secret):
+    record = logging.LogRecord("django.request", 30, "", 0, "Not Found: %s", (path,), None)
+    assert RedactShareTokens().filter(record)
+    assert secret not in record.getMessage() and "[redacted]" in record.getMessage()

@@ -29,11 +29,19 @@ def available() -> bool:
     return os.access(NGINX, os.X_OK)
 
 
-def site_server(port: int, media_root: Path, static_root: Path, upstream: str, secret: str) -> str:
+def site_server(
+    port: int,
+    media_root: Path,
+    static_root: Path,
+    upstream: str,
+    secret: str,
+    access_log: Path | None = None,
+) -> str:
     """deploy/nginx/phr.conf with its placeholders filled in, listening on plain HTTP on
-    loopback (the tests have no certificate)."""
+    loopback (the tests have no certificate); its access log in `access_log`, or nowhere."""
     text = SITE_FILE.read_text()
     replacements = {
+        "/var/log/nginx/phr.access.log": str(access_log or "/dev/null"),
         "listen 443 ssl;": f"listen 127.0.0.1:{port};",
         "/srv/phr/var/media/": f"{media_root}/",
         "/srv/phr/staticfiles/": f"{static_root}/",
