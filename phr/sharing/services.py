@@ -57,6 +57,12 @@ def record(share: Share, kind: str, client: Client | None = None, **fields) -> A
 # --- the patient's side --------------------------------------------------------------------
 
 
+def single_line(text: str) -> str:
+    """A label is one line: line breaks and tabs (from a paste, or a client other than our
+    form) become single spaces."""
+    return " ".join(text.split())
+
+
 @transaction.atomic
 def create_share(
     owner,
@@ -77,7 +83,7 @@ def create_share(
         raise ValueError("A share holds one or more of its owner's own studies.")
     share = Share(
         owner=owner,
-        label=label,
+        label=single_line(label),
         recipient_email=recipient_email,
         expires_at=expires_at,
         allow_download=allow_download,
@@ -92,8 +98,8 @@ def create_share(
 
 
 def email_link(share: Share, link: str, client: Client | None = None) -> None:
-    if share.recipient_email:
-        emails.send_link_to_recipient(share, link)
+    # The log says it was emailed only if the mail server took it.
+    if share.recipient_email and emails.send_link_to_recipient(share, link):
         record(share, Event.EMAILED, client, detail=share.recipient_email)
 
 

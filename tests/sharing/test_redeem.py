@@ -238,3 +238,29 @@ def test_a_signed_in_patient_is_told_to_use_a_private_window(patient_client, pat
     assert "private" in response.content.decode()
     assert grants(patient_client) == {}
     assert not AccessEvent.objects.filter(kind=Event.OPENED).exists()
+
+
+def test_a_label_is_one_line_and_its_email_never_fails_the_doctors_first_open(patient, ct, doctor):
+    share, plain = make_share(patient, [ct], label="Dr. Smith\r\nMayo Clinic\tRochester")
+    share.refresh_from_db()
+    assert share.label == "Dr. Smith Mayo Clinic Rochester"  # one line, as the form says
+    # A label written before the rule (or by any other path) still can't break the email.
+    Share.objects.filter(pk=share.pk).update(label="Dr. Smith\nMayo Clinic")
+    assert open_with_code(doctor, plain.code).status_code == 302
+    [message] = mail.outbox
+    assert "\n" not in message.subject and "Dr. Smith Mayo Clinic" in message.subject
+
+
+def test_an_email_that_fails_is_tried_again_and_never_fails_the_request(
+    patient, ct, doctor, settings, caplog
+):
+    from tests.support import failing_mail
+
+    settings.EMAIL_BACKEND = "tests.support.failing_mail.RefusingBackend"
+    failing_mail.attempts.clear()
+    share, plain = make_share(patient, [ct])
+    assert open_with_code(doctor, plain.code).status_code == 302
+    assert len(failing_mail.attempts) == 2  # once, then once more
+    assert "email could not be sent" in caplog.text
+    share.refresh_from_db()
+    assert share.first_opened_at is not None
