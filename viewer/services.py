@@ -4,7 +4,8 @@ parsing, and how an instance's bytes reach the browser.
 Serving strategy, chosen per request from the storage backend:
   * storage with a local path (the embedded default): Django streams the file itself, with
     Range, a strong ETag (the content hash) and an immutable private cache, because the key is
-    derived from the hash and the bytes under it never change;
+    derived from the hash and the bytes under it never change (for a doctor, a private cache
+    only while their access lasts: a hospital PC is shared);
   * the same, behind nginx with secure links (`PHR_SECURE_LINK_PREFIX` set): a 302 to a signed,
     expiring URL that nginx checks and serves by itself (viewer/securelink.py), the file-system
     twin of the S3 case below. It wins over X-Accel-Redirect when both are set, because it is the
@@ -267,6 +268,17 @@ def local_path(key: str) -> str | None:
 
 
 def instance_response(request, instance: Instance) -> HttpResponse:
+    response = _instance_response(request, instance)
+    study = instance.series.study
+    if "immutable" in response.get("Cache-Control", "") and not is_owner(request, study):
+        # A doctor's browser, often on a shared hospital PC, keeps the image only while the
+        # doctor's access lasts; the patient's own browser may keep it for good.
+        seconds = max(0, int(doctor.access_ends_at(request, study) - time.time()))
+        response["Cache-Control"] = f"private, max-age={seconds}"
+    return response
+
+
+def _instance_response(request, instance: Instance) -> HttpResponse:
     path = local_path(instance.storage_key)
     if path is None:
         return _signed_redirect(default_storage.url(instance.storage_key))

@@ -87,6 +87,15 @@ def live_shares(request):
     return Share.objects.live().filter(pk__in=ids)
 
 
+def access_ends_at(request, study) -> float:
+    """When this browser's access to `study` ends (a Unix time): the latest end among the
+    grants of its live shares that hold the study (each is the share's end or the 12-hour
+    limit, whichever comes first); 0 when it has none."""
+    grants = _grants(request)
+    holding = live_shares(request).filter(studies=study).values_list("pk", flat=True)
+    return max((grants[str(pk)]["until"] for pk in holding if str(pk) in grants), default=0)
+
+
 def shared_studies(request):
     """Exactly the studies of this browser's live shares (and only the share owner's)."""
     if not _unexpired_grant_ids(request):

@@ -2,6 +2,7 @@
 in the patient's access log, with a download button only when the share allows it."""
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from phr.sharing.models import AccessEvent, Event
@@ -79,3 +80,25 @@ def test_a_browser_that_never_held_a_share_still_gets_a_plain_404(client, patien
     make_share(patient, [ct])
     assert client.get(reverse("viewer:study", args=[ct.id])).status_code == 404
     assert client.get(reverse("viewer:instance", args=[first_instance(ct).id])).status_code == 404
+
+
+@pytest.mark.usefixtures("file_system_storage")
+def test_a_doctors_browser_keeps_an_image_no_longer_than_the_share_lasts(
+    doctor, patient, patient_client, ct
+):
+    """A hospital PC is shared: the doctor's browser may keep an image only until the doctor's
+    access ends (the share's end, or the 12-hour limit), never 'immutable for a year' as the
+    patient's own browser may."""
+    _share, secrets = make_share(patient, [ct])
+    open_with_code(doctor, secrets.code)
+    url = reverse("viewer:instance", args=[first_instance(ct).id])
+
+    for_doctor = doctor.get(url)
+    assert for_doctor.status_code == 200
+    cache_control = for_doctor["Cache-Control"]
+    assert "immutable" not in cache_control and "private" in cache_control
+    max_age = int(cache_control.split("max-age=")[1].split(",")[0])
+    assert 0 < max_age <= settings.PHR_DOCTOR_SESSION_SECONDS
+
+    for_patient = patient_client.get(url)
+    assert "immutable" in for_patient["Cache-Control"]
