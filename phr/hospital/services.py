@@ -85,9 +85,10 @@ def node_organisation(calling_ae_title: str, address: str) -> Organisation | Non
 def open_deposit(typed_code: str, organisation: Organisation, ip: str | None) -> DepositCode:
     """The live deposit code `typed_code` names, if `organisation` may use it.
 
-    Wrong, expired and revoked codes all fail the same way and count against the address, like
-    a doctor's wrong access code, so a hospital's token can't be used to guess patients."""
-    if ratelimit.is_blocked(ip or "unknown"):
+    Wrong, expired and revoked codes all fail the same way and count against the organisation
+    (its token, whatever address it sends from), so a hospital's token can't be used to guess
+    patients; apart from the doctors' counters (phr.sharing.ratelimit)."""
+    if ratelimit.deposit_is_blocked(organisation.pk):
         raise DepositRefused(DepositRefused.RATE_LIMITED)
     code = codes.normalise_code(typed_code, DEPOSIT_CODE_LENGTH)
     deposit = (
@@ -99,7 +100,7 @@ def open_deposit(typed_code: str, organisation: Organisation, ip: str | None) ->
         else None
     )
     if deposit is None or not deposit.owner.is_active:
-        ratelimit.record_failure(ip or "unknown")
+        ratelimit.record_deposit_failure(organisation.pk)
         raise DepositRefused(DepositRefused.UNKNOWN_CODE)
     if not deposit.admits(organisation):
         raise DepositRefused(DepositRefused.NOT_ALLOWED)

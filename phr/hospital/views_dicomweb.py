@@ -16,7 +16,7 @@ REFUSALS = {
     # Wrong, expired and revoked codes look the same from outside: no oracle about which.
     DepositRefused.UNKNOWN_CODE: (404, "No live deposit code matches this address."),
     DepositRefused.NOT_ALLOWED: (403, "The patient allowed another organisation to use this code."),
-    DepositRefused.RATE_LIMITED: (429, "Too many wrong deposit codes from this address."),
+    DepositRefused.RATE_LIMITED: (429, "Too many wrong deposit codes from this organisation."),
 }
 
 

@@ -21,18 +21,49 @@ HOUR = 3600
 ADDRESS_BLOCK_SECONDS = 2 * MINUTE
 
 
-def _counters(ip: str) -> list[tuple[str, int, int]]:
-    """(key prefix, limit, window seconds) for each counter a failure from this address feeds."""
+def _share_counters(ip: str) -> list[tuple[str, int, int]]:
+    """(key prefix, limit, window seconds) for each counter a doctor's failed code or link from
+    this address feeds."""
     return [
         (f"{PREFIX}:ip:{ip}", settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE, MINUTE),
         (f"{PREFIX}:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR),
     ]
 
 
+def _deposit_counters(organisation_id) -> list[tuple[str, int, int]]:
+    """The same for a hospital's wrong deposit codes: counted per organisation (its token), not
+    per address, as many hospitals send through one gateway; and apart from the doctors' counters,
+    so that a hospital's mistakes never lock doctors out, nor the other way round."""
+    return [
+        (
+            f"{PREFIX}:deposit:org:{organisation_id}",
+            settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE,
+            MINUTE,
+        ),
+        (f"{PREFIX}:deposit:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR),
+    ]
+
+
 def is_blocked(ip: str) -> bool:
     """Whether this address (or the whole site) has used up its failed attempts for now."""
+    return _blocked(_share_counters(ip or "unknown"))
+
+
+def record_failure(ip: str) -> None:
+    _record(_share_counters(ip or "unknown"))
+
+
+def deposit_is_blocked(organisation_id) -> bool:
+    return _blocked(_deposit_counters(organisation_id))
+
+
+def record_deposit_failure(organisation_id) -> None:
+    _record(_deposit_counters(organisation_id))
+
+
+def _blocked(counters) -> bool:
     now = time.time()
-    for prefix, limit, window in _counters(ip or "unknown"):
+    for prefix, limit, window in counters:
         this_window = int(now // window)
         counts = cache.get_many([f"{prefix}:{this_window}", f"{prefix}:{this_window - 1}"])
         if sum(counts.values()) >= limit:
@@ -40,9 +71,9 @@ def is_blocked(ip: str) -> bool:
     return False
 
 
-def record_failure(ip: str) -> None:
+def _record(counters) -> None:
     now = time.time()
-    for prefix, _limit, window in _counters(ip or "unknown"):
+    for prefix, _limit, window in counters:
         key = f"{prefix}:{int(now // window)}"
         # Kept for two windows, because the next window's checks still read it. add() creates
         # the counter only if it is missing; incr() is atomic on Redis. On the database cache

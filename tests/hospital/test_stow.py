@@ -3,6 +3,7 @@
 import pytest
 from django.core import mail
 from django.core.files.storage import default_storage
+from django.test import Client
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
@@ -11,7 +12,7 @@ from phr.hospital.stow import CANNOT_UNDERSTAND, DOES_NOT_MATCH
 from phr.vault import bundles
 from phr.vault.models import Instance, Series, Source, Study
 from tests.hospital.conftest import BOUNDARY, FILES, dicom_bytes, make_code, multipart_body, stow
-from tests.support.vaultdata import dicomdir_tree
+from tests.support.vaultdata import dicomdir_tree, ingest_path
 from tests.vault.hostile import cut_short
 
 FAILED, REFERENCED, REASON, SOP_UID = "00081198", "00081199", "00081197", "00081155"
@@ -278,3 +279,27 @@ def test_a_content_length_that_is_not_a_number_of_bytes_is_400(
     assert "Content-Length" in response.content.decode()
     assert code not in response.content.decode()
     assert not Study.objects.exists()
+
+
+def test_wrong_deposit_codes_count_per_hospital_not_against_doctors_or_other_hospitals(
+    client, patient, token, other_token, deposit, settings
+):
+    """Many hospitals send through one gateway, and doctors may sit behind the same address: a
+    hospital's wrong codes block that hospital (whatever its address), and nobody else."""
+    from tests.sharing.conftest import make_share, open_with_code
+
+    settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = 3
+    body = multipart_body([dicom_bytes("CT_small.dcm")])
+    wrong = [stow(client, "0000000000000", body, token=token).status_code for _ in range(3)]
+    assert wrong == [404, 404, 404]
+
+    # The same hospital from another address: still blocked (it is the token that guessed).
+    elsewhere = Client(REMOTE_ADDR="198.51.100.7")
+    assert stow(elsewhere, "0000000000000", body, token=token).status_code == 429
+    # Another hospital through the same gateway, with a right code: let in.
+    _row, code = deposit
+    assert stow(client, code, body, token=other_token).status_code == 200
+    # A doctor at that address, with a right access code: let in.
+    in_the_vault = ingest_path(patient, get_testdata_file("MR_small.dcm")).study
+    _share, secrets = make_share(patient, [in_the_vault])
+    assert open_with_code(client, secrets.code).status_code == 302
