@@ -236,7 +236,7 @@ def test_wrong_codes_count_against_the_rate_limit(listener, settings, node, depo
     for guess in ("ABCDEFGHJKMNP", "BCDEFGHJKMNPQ"):
         assert echoscu(listener, guess).returncode != 0
 
-    # The right code now waits too: this address has used up its guesses.
+    # The right code now waits too: this organisation has used up its guesses.
     done = echoscu(listener, code)
 
     assert done.returncode != 0
