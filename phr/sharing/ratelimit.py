@@ -1,4 +1,5 @@
-"""Counting failed redemptions, per address and for the whole site.
+"""Counting failed redemptions, per address, per network (IPv4 /24, IPv6 /64) and for the
+whole site; a hospital's wrong deposit codes per organisation.
 
 The counters live in the default cache, which every web process shares (the database cache in
 the embedded default, Redis in production), so ten gunicorn workers do not give an attacker ten
@@ -8,6 +9,7 @@ one window ever gets more than the limit. The price is that a blocked address ma
 windows, which errs the safe way.
 """
 
+import ipaddress
 import time
 
 from django.conf import settings
@@ -21,13 +23,33 @@ HOUR = 3600
 ADDRESS_BLOCK_SECONDS = 2 * MINUTE
 
 
+# Addresses of one network count together as well: an IPv4 /24 (a hospital's floor, a carrier's
+# block) with room for this many people behind it; an IPv6 host is given a whole /64, so there
+# the /64 is the address.
+NETWORK_SHARE = 4
+
+
 def _share_counters(ip: str) -> list[tuple[str, int, int]]:
     """(key prefix, limit, window seconds) for each counter a doctor's failed code or link from
     this address feeds."""
-    return [
-        (f"{PREFIX}:ip:{ip}", settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE, MINUTE),
-        (f"{PREFIX}:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR),
-    ]
+    per_address = settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE
+    counters = []
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        address = None
+    if address is not None and address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 address
+    if address is not None and address.version == 6:
+        network = ipaddress.ip_network(f"{address}/64", strict=False)
+        counters.append((f"{PREFIX}:net:{network}", per_address, MINUTE))
+    else:
+        if address is not None:
+            network = ipaddress.ip_network(f"{address}/24", strict=False)
+            counters.append((f"{PREFIX}:net:{network}", NETWORK_SHARE * per_address, MINUTE))
+        counters.append((f"{PREFIX}:ip:{address or ip}", per_address, MINUTE))
+    counters.append((f"{PREFIX}:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR))
+    return counters
 
 
 def _deposit_counters(organisation_id) -> list[tuple[str, int, int]]:

@@ -45,3 +45,21 @@ def test_the_site_wide_limit_holds_across_an_hour_edge(db, clock, settings):
     clock["t"] += 2
     ratelimit.record_failure("198.51.100.3")
     assert ratelimit.is_blocked("198.51.100.4")
+
+
+def test_an_ipv6_host_counts_as_its_whole_64(db, clock):
+    """A host on IPv6 is given a whole /64: changing its address within it starts no new
+    count (SECURITY.md item 8)."""
+    ratelimit.record_failure("2001:db8:1:2::1")
+    ratelimit.record_failure("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert ratelimit.is_blocked("2001:db8:1:2::abcd")
+    assert not ratelimit.is_blocked("2001:db8:1:3::1")
+
+
+def test_an_ipv4_network_shares_a_counter_as_well(db, clock):
+    """Addresses of one /24 count together too, with room for a few people behind it (a
+    hospital's floor, a mobile carrier's block): four times an address's limit."""
+    for host in range(1, 9):  # one failure each: no address reaches its own limit of 2
+        ratelimit.record_failure(f"203.0.113.{host}")
+    assert ratelimit.is_blocked("203.0.113.200")
+    assert not ratelimit.is_blocked("203.0.114.1")
