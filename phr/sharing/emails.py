@@ -23,8 +23,14 @@ def _send(kind: str, subject: str, body: str, to: str) -> bool:
         try:
             send_mail(subject=subject, message=body, from_email=None, recipient_list=[to])
             return True
-        except Exception:
-            log.exception("The %s email could not be sent (attempt %d of 2)", kind, attempt)
+        except Exception as error:
+            # The kind of error only: an SMTP error's text can hold the address.
+            log.error(
+                "The %s email could not be sent (attempt %d of 2): %s",
+                kind,
+                attempt,
+                type(error).__name__,
+            )
     return False
 
 
