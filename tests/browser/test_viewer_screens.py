@@ -171,6 +171,7 @@ def test_screenshots_of_a_measured_ct(open_study, size):
         timeout=TIMEOUT,
     )
     length = page.evaluate("() => window.viewerTestHook.measurements()")[0]
-    assert page.get_by_text(f"{length['value']:.1f} mm").is_visible()
+    # The label is drawn on the annotation layer's next frame, after the value is known.
+    page.get_by_text(f"{length['value']:.1f} mm").wait_for(state="visible", timeout=TIMEOUT)
     os.makedirs(SCREENSHOTS, exist_ok=True)
     page.screenshot(path=f"{SCREENSHOTS}/measured-ct-{size}.png")
