@@ -218,7 +218,9 @@ def test_on_a_phone_one_finger_scrolls_a_pinch_zooms_and_two_fingers_pan(
             "y => window.viewerTestHook.state(0).pan[1] > y", arg=pinched["pan"][1] + 10
         )
         panned = state(page)
-        assert panned["zoom"] == pytest.approx(pinched["zoom"], rel=0.05)
+        # Fingers kept their distance: the zoom is unchanged but for double-precision rounding
+        # of the camera, which Cornerstone recomputes as it pans.
+        assert panned["zoom"] == pytest.approx(pinched["zoom"], rel=1e-12)
         assert panned["index"] == scrolled["index"]
     finally:
         context.close()
