@@ -86,6 +86,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.RequireTOTPMiddleware",
+    # A doctor whose share has ended gets "This share has ended" (410), not a bare 404.
+    "phr.sharing.middleware.EndedShareMiddleware",
     # Axes must come last: it turns a locked-out request into its lockout response.
     "axes.middleware.AxesMiddleware",
 ]

@@ -17,33 +17,55 @@ which nobody knows how to find; MD5's known weakness is collisions that an attac
 both sides of, and here Django chooses every signed string.
 
 Like a presigned S3 URL, a link is a bearer token: it stays valid until it expires, even after
-the share that led to it is stopped. Hence the short life (PHR_S3_URL_EXPIRE_SECONDS, five
-minutes by default). Django and nginx must agree on the time (NTP), as with S3.
+the share that led to it is stopped. Hence the short life: a minute at most for a doctor
+(DOCTOR), so that stopping a share bites within a minute; PHR_S3_URL_EXPIRE_SECONDS (five
+minutes by default) for the patient's own browser. Django and nginx must agree on the time
+(NTP), as with S3.
 """
 
 import base64
 import hashlib
 import math
 import time
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-# Expiries are rounded up to a multiple of this, so that the same file gets the same URL for
-# five minutes and a doctor who opens a study again meanwhile reads it from the browser cache.
-# A link therefore lives between the configured lifetime and five minutes more.
+# Expiries are rounded up to a multiple of a step, so that the same file gets the same URL for
+# a while and a viewer that asks for it again meanwhile reads it from the browser cache. A link
+# therefore lives between its lifetime and one step more.
 EXPIRY_STEP_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    seconds: int
+    step: int
+
+    @property
+    def longest(self) -> int:
+        return self.seconds + self.step
+
+
+# A doctor's links: 30 s, rounded up to the next 30 s, so never more than 60 s.
+DOCTOR = Lifetime(seconds=30, step=30)
+
+
+def patient_lifetime() -> Lifetime:
+    return Lifetime(seconds=settings.PHR_SIGNED_URL_SECONDS, step=EXPIRY_STEP_SECONDS)
 
 
 def enabled() -> bool:
     return bool(settings.PHR_SECURE_LINK_PREFIX)
 
 
-def expires_at(now: float | None = None) -> int:
+def expires_at(now: float | None = None, lifetime: Lifetime | None = None) -> int:
     """The Unix time a link made now expires: the lifetime, rounded up to the next step."""
-    earliest = (time.time() if now is None else now) + settings.PHR_SIGNED_URL_SECONDS
-    return math.ceil(earliest / EXPIRY_STEP_SECONDS) * EXPIRY_STEP_SECONDS
+    lifetime = lifetime or patient_lifetime()
+    earliest = (time.time() if now is None else now) + lifetime.seconds
+    return math.ceil(earliest / lifetime.step) * lifetime.step
 
 
 def signature(path: str, expires: int, secret: str) -> str:
@@ -54,7 +76,7 @@ def signature(path: str, expires: int, secret: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def url(key: str, now: float | None = None) -> str:
+def url(key: str, now: float | None = None, lifetime: Lifetime | None = None) -> str:
     """The signed URL of the stored file `key` (a key of default_storage, relative to
     MEDIA_ROOT, which nginx's location aliases)."""
     secret = settings.PHR_SECURE_LINK_SECRET
@@ -66,7 +88,7 @@ def url(key: str, now: float | None = None) -> str:
     if "\\" in key or any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError(f"not a storage key: {key!r}")
     path = settings.PHR_SECURE_LINK_PREFIX.rstrip("/") + "/" + key
-    expires = expires_at(now)
+    expires = expires_at(now, lifetime)
     # nginx hashes the decoded $uri, so the signature is of `path` as is, and the URL carries
     # it percent-encoded (a no-op for the keys we make).
     return f"{quote(path)}?e={expires}&s={signature(path, expires, secret)}"

@@ -29,6 +29,7 @@ import os
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
@@ -45,8 +46,7 @@ from django.http import (
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
-from phr.sharing import doctor
-from phr.vault import blobs
+from phr.vault import access, blobs
 from phr.vault import bundles as vault_bundles
 from phr.vault.indexing import db_uuid
 from phr.vault.models import Instance, Series, Study
@@ -55,7 +55,8 @@ from viewer import securelink
 DICOM_CONTENT_TYPE = "application/dicom"
 # The bytes under a key never change (the key holds their SHA-256), so a browser may keep them
 # for a year and never revalidate; "private" keeps shared caches (a hospital proxy) out.
-IMMUTABLE = "private, max-age=31536000, immutable"
+IMMUTABLE_SECONDS = 31536000
+IMMUTABLE = f"private, max-age={IMMUTABLE_SECONDS}, immutable"
 STREAM_CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # Files per batch request. Handing out signed links (S3 presigned URLs, nginx secure links) is
@@ -73,18 +74,19 @@ MAX_BATCH = LINKS_PER_BATCH
 # --- the one JSON request ---------------------------------------------------------------------
 
 
-def study_images(study: Study, comparisons) -> dict:
+def study_images(study: Study, comparisons, *, with_links: bool = False) -> dict:
     """Every series of `study` with its ordered instances, and the studies to compare with.
 
     Built from the database alone: no file is opened, so the list is as fast for 3,000 images
-    as for 3. `comparisons` is the caller's queryset of other studies it may see.
+    as for 3. `comparisons` is the caller's queryset of other studies it may see;
+    `with_links`: list each image's nginx secure link too (for the patient only, see below).
     """
     series_list = list(Series.objects.filter(study=study).order_by("number", "created_at"))
     by_series: dict = {series.pk: [] for series in series_list}
     # Behind nginx with secure links, each image's signed link comes with the list: signing is
     # cheap (an MD5), and the viewer then fetches the whole study from nginx without asking
     # Django for a single batch. One clock reading, so that the links all expire together.
-    link_time = time.time() if _nginx_serves_links() else None
+    link_time = time.time() if with_links and _nginx_serves_links() else None
     image_url, tags_url = _url_for_each("viewer:instance"), _url_for_each("viewer:instance_tags")
     instances = (
         Instance.objects.filter(series__study=study)
@@ -267,25 +269,47 @@ def local_path(key: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Signer:
+    """Makes the signed links (S3 presigned, nginx secure links) one caller is given. A
+    doctor's live a minute at most, so that a stopped share stops them within a minute too;
+    the patient's live PHR_S3_URL_EXPIRE_SECONDS."""
+
+    doctor: bool
+
+    @classmethod
+    def for_caller(cls, request, study: Study) -> "Signer":
+        return cls(doctor=not access.is_owner(request, study))
+
+    def s3(self, key: str) -> str:
+        if self.doctor:
+            return default_storage.url(key, expire=securelink.DOCTOR.longest)
+        return default_storage.url(key)
+
+    def nginx(self, key: str, now: float | None = None) -> str:
+        return securelink.url(key, now, securelink.DOCTOR if self.doctor else None)
+
+
 def instance_response(request, instance: Instance) -> HttpResponse:
-    response = _instance_response(request, instance)
     study = instance.series.study
-    if "immutable" in response.get("Cache-Control", "") and not is_owner(request, study):
+    response = _instance_response(request, instance, Signer.for_caller(request, study))
+    if "immutable" in response.get("Cache-Control", ""):
         # A doctor's browser, often on a shared hospital PC, keeps the image only while the
         # doctor's access lasts; the patient's own browser may keep it for good.
-        seconds = max(0, int(doctor.access_ends_at(request, study) - time.time()))
-        response["Cache-Control"] = f"private, max-age={seconds}"
+        seconds = access.cache_seconds(request, study, IMMUTABLE_SECONDS)
+        if seconds < IMMUTABLE_SECONDS:
+            response["Cache-Control"] = f"private, max-age={seconds}"
     return response
 
 
-def _instance_response(request, instance: Instance) -> HttpResponse:
+def _instance_response(request, instance: Instance, signer: Signer) -> HttpResponse:
     path = local_path(instance.storage_key)
     if path is None:
-        return _signed_redirect(default_storage.url(instance.storage_key))
+        return _signed_redirect(signer.s3(instance.storage_key))
     if securelink.enabled():
         # Checked before X-Accel-Redirect on purpose: with both set, nginx serves the bytes
         # without a second trip through Django.
-        return _signed_redirect(securelink.url(instance.storage_key))
+        return _signed_redirect(signer.nginx(instance.storage_key))
     etag = etag_for(instance)
     not_modified = get_conditional_response(request, etag=etag)
     if not_modified is not None:
@@ -379,28 +403,50 @@ def files_per_batch() -> int:
     return FILES_PER_STREAMED_BATCH
 
 
-def files_response(study: Study, ids: list[uuid.UUID]) -> HttpResponse:
-    """Several instances of `study` (the caller has checked that it may see the study) in one
-    answer, in the order asked; 404 if any of them isn't in the study.
+@dataclass(frozen=True)
+class Located:
+    """Where one image of a batch is stored, and its series."""
+
+    id: uuid.UUID
+    key: str
+    series_id: uuid.UUID
+
+
+def locate(study: Study, ids: list[uuid.UUID]) -> list[Located]:
+    """The images `ids` of `study` (the caller has checked that it may see the study), in the
+    order asked; 404 if any of them isn't in the study. One query."""
+    found = _storage_keys(study, ids)
+    if len(found) != len(ids):
+        raise Http404("No such image in this study.")
+    to_uuid = Series._meta.pk.to_python  # 32 hex digits on SQLite, UUIDs on PostgreSQL
+    return [Located(pk, found[db_uuid(pk)][0], to_uuid(found[db_uuid(pk)][1])) for pk in ids]
+
+
+def by_series(located: list[Located]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """{series id: [image ids]}: what a batch gave, as the access log counts it."""
+    images: dict = {}
+    for image in located:
+        images.setdefault(image.series_id, []).append(image.id)
+    return images
+
+
+def files_response(request, study: Study, located: list[Located]) -> HttpResponse:
+    """Several images of `study` (see `locate`) in one answer, in the order asked.
 
     File system: the files back to back (`X-Instance-Sizes` lists their lengths, so the browser
     can split them as they arrive). S3: `{"urls": [...]}`, their presigned URLs, or their
     bundle's with `"ranges": [[offset, size] or null, ...]` (see _object_store_answer); behind nginx
     with secure links, the same form with nginx's signed URLs. The answer itself is not cached.
     """
-    found = _storage_keys(study, ids)
-    if len(found) != len(ids):
-        raise Http404("No such image in this study.")
-    keys = [found[db_uuid(pk)][0] for pk in ids]
+    keys = [image.key for image in located]
+    signer = Signer.for_caller(request, study)
     if local_path(keys[0]) is None:
-        # As the database gave them: 32 hex digits on SQLite, UUIDs on PostgreSQL.
-        series_ids = [Series._meta.pk.to_python(found[db_uuid(pk)][1]) for pk in ids]
-        return _object_store_answer(ids, keys, series_ids)
+        return _object_store_answer(located, signer)
     if securelink.enabled():
         # One clock reading for the whole batch, so that its URLs all expire together; they
-        # repeat for a few minutes (securelink.EXPIRY_STEP_SECONDS), so the browser keeps them.
+        # repeat for a while (securelink.Lifetime.step), so the browser keeps them.
         now = time.time()
-        return _url_list([securelink.url(key, now) for key in keys], cacheable=True)
+        return _url_list([signer.nginx(key, now) for key in keys], cacheable=True)
     paths = [default_storage.path(key) for key in keys]
     try:
         sizes = [os.stat(path).st_size for path in paths]
@@ -437,20 +483,20 @@ def _storage_keys(study: Study, ids: list[uuid.UUID]) -> dict:
         return {pk: (key, series_id) for pk, key, series_id in cursor.fetchall()}
 
 
-def _object_store_answer(ids: list[uuid.UUID], keys: list[str], series_ids: list) -> HttpResponse:
+def _object_store_answer(located: list[Located], signer: Signer) -> HttpResponse:
     """Presigned URLs for these files: of their series' bundle where it is stored, with each
     file's place in it (`ranges`: [offset, size]), else of the file itself."""
-    bundles = vault_bundles.stored_bundles(set(series_ids))
+    bundles = vault_bundles.stored_bundles({image.series_id for image in located})
     parts = {series_id: bundle.parts() for series_id, bundle in bundles.items()}
-    signed = {bundle.key: default_storage.url(bundle.key) for bundle in bundles.values()}
+    signed = {bundle.key: signer.s3(bundle.key) for bundle in bundles.values()}
     urls, ranges = [], []
-    for pk, key, series_id in zip(ids, keys, series_ids, strict=True):
-        part = parts.get(series_id, {}).get(pk)
+    for image in located:
+        part = parts.get(image.series_id, {}).get(image.id)
         if part is None:
-            urls.append(default_storage.url(key))
+            urls.append(signer.s3(image.key))
             ranges.append(None)
         else:
-            urls.append(signed[bundles[series_id].key])
+            urls.append(signed[bundles[image.series_id].key])
             ranges.append(list(part))
     # Every presigned URL is new (it carries the time it was signed): not worth storing.
     return _url_list(urls, cacheable=False, ranges=ranges if any(ranges) else None)
@@ -484,17 +530,11 @@ def storage_origin() -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def is_owner(request, study: Study) -> bool:
-    return request.user.is_authenticated and study.owner_id == request.user.pk
-
-
 def download_url(request, study: Study) -> str | None:
     """Where this caller downloads the study as a ZIP, or None when they may not: the owner
     always; a doctor when one of their live shares holding the study allows downloads."""
-    if is_owner(request, study):
+    if access.may_download(request, study):
         return reverse("vault:download_study", args=[study.id])
-    if doctor.may_download(request, study):
-        return reverse("sharing:shared_download", args=[study.id])
     return None
 
 

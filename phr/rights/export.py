@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from phr.hospital.models import DepositCode
-from phr.sharing.models import Share
+from phr.sharing.models import Share, Tally
 from phr.vault import browse
 from phr.vault.export import StudyArchive, document_names
 from phr.vault.models import Document, Study
@@ -49,7 +49,7 @@ def full_export(user) -> StudyArchive:
 def _record_files(user, archive: StudyArchive) -> list[tuple[str, bytes]]:
     shares = list(
         Share.objects.filter(owner=user)
-        .prefetch_related("studies", "events")
+        .prefetch_related("studies", "events__tally")
         .order_by("created_at")
     )
     share_rows = [_share_row(share) for share in shares]
@@ -166,10 +166,21 @@ def _share_row(share: Share) -> dict:
                 "ip": event.ip,
                 "browser": event.user_agent,
                 "visitor": event.visitor,
+                # For a counted line (images or DICOM details of a series): how many distinct
+                # images, and until when.
+                "images": _tally(event).images if _tally(event) else None,
+                "until": _tally(event).last_at if _tally(event) else None,
             }
             for event in sorted(share.events.all(), key=lambda e: (e.at, e.pk))
         ],
     }
+
+
+def _tally(event):
+    try:
+        return event.tally
+    except Tally.DoesNotExist:
+        return None
 
 
 def _deposits(user, studies) -> dict:

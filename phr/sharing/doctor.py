@@ -30,6 +30,11 @@ def _grants(request) -> dict:
     return session.get(GRANTS_SESSION_KEY) or {}
 
 
+def holds_any(request) -> bool:
+    """Whether this browser opened a share (live or not) and hasn't left it."""
+    return bool(_grants(request))
+
+
 def visitor_tag(request) -> str:
     """This browser's tag, or a new one. Stored only once a share opens (add_grant), so a
     failed guess leaves no session behind."""

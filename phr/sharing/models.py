@@ -179,7 +179,10 @@ class Event(models.TextChoices):
     EMAILED = "emailed", "Link emailed to the recipient"
     OPENED = "opened", "Opened"
     VIEWED = "viewed", "Looked at a study"
+    IMAGES = "images", "Viewed images"
+    TAGS = "tags", "Read the DICOM details"
     DOCUMENT = "document", "Opened a document"
+    DOCUMENT_SAVED = "document_saved", "Downloaded a document"
     DOWNLOADED = "downloaded", "Downloaded"
     WRONG_PIN = "wrong_pin", "Wrong PIN typed"
     LOCKED = "locked", "Locked after too many wrong PINs"
@@ -208,6 +211,39 @@ class AccessEvent(AppendOnly):
 
     def __str__(self):
         return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class Tally(models.Model):
+    """How many distinct images of one series a doctor's browser was given in one clock hour,
+    and until when: the running count behind one IMAGES or TAGS line of the access log.
+
+    The log line itself (`event`) is written once, when the first image goes out, and never
+    changes; this row grows with each batch the viewer fetches: one upsert per batch of up to
+    100 images, never a query per image.
+    """
+
+    event = models.OneToOneField(AccessEvent, on_delete=models.CASCADE, related_name="tally")
+    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="+")
+    visitor = models.CharField(max_length=16)
+    kind = models.CharField(max_length=16, choices=Event.choices)
+    # No foreign key: the line stays true after the patient deletes the study.
+    series_id = models.UUIDField()
+    hour = models.DateTimeField()
+    images = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField()
+    # The instance IDs counted so far, 16 bytes each, sorted: a reload that fetches the same
+    # images again doesn't count them twice.
+    seen = models.BinaryField(default=b"")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["share", "visitor", "kind", "series_id", "hour"], name="one_tally_per_hour"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.images} images until {self.last_at:%H:%M}"
 
 
 class FailedRedemption(AppendOnly):

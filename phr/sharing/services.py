@@ -210,15 +210,6 @@ def used(share: Share, kind: str, client: Client, *, detail: str = "", object_id
     record(share, kind, client, detail=detail[:300], object_id=object_id)
 
 
-def record_doctor_use(request, study, kind: str, *, detail: str = "", object_id=None) -> None:
-    """Write a doctor's look at `study` into the log of every live share that holds it."""
-    from phr.sharing import doctor  # imported here: doctor imports these services' models
-
-    client = Client.from_request(request, visitor=doctor.visitor_tag(request))
-    for share in doctor.shares_holding(request, study):
-        used(share, kind, client, detail=detail, object_id=object_id)
-
-
 def refuse_ended_grants(request, *, forget: bool) -> doctor.GrantCheck:
     """Sort this browser's grants (phr.sharing.doctor.check_grants) and log each share that
     has ended as refused in its patient's access log, once per browser: the viewer may ask

@@ -17,19 +17,4 @@ urlpatterns = [
     path("shared/", views_doctor.shared_home, name="shared_home"),
     path("shared/leave/", views_doctor.leave, name="leave"),
     path("shared/studies/<uuid:study_id>/", views_doctor.shared_study, name="shared_study"),
-    path(
-        "shared/studies/<uuid:study_id>/download/",
-        views_doctor.shared_download,
-        name="shared_download",
-    ),
-    path(
-        "shared/series/<uuid:series_id>/thumbnail.png",
-        views_doctor.shared_thumbnail,
-        name="shared_thumbnail",
-    ),
-    path(
-        "shared/documents/<uuid:document_id>/",
-        views_doctor.shared_document,
-        name="shared_document",
-    ),
 ]

@@ -6,29 +6,24 @@ the studies of the shares this browser opened that are live right now: anything 
 
 from functools import wraps
 
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
-from django.utils.cache import add_never_cache_headers
-from django.utils.http import content_disposition_header
-from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phr.sharing import doctor, ratelimit, services
 from phr.sharing.decorators import secret_page
 from phr.sharing.forms import AccessCodeForm, LinkPinForm
-from phr.sharing.models import Event, Share
+from phr.sharing.models import Share
 from phr.vault import browse, thumbnails
 from phr.vault.access import (
-    get_document_or_404,
-    get_series_or_404,
+    Look,
+    Seen,
     get_study_or_404,
+    may_download,
+    record_look,
     visible_documents,
     visible_studies,
 )
-from phr.vault.export import StudyArchive
 
 FAILED_STATUS = 403
 
@@ -124,26 +119,6 @@ def leave(request):
 # --- the shared studies --------------------------------------------------------------------
 
 
-def ended_share_response(request, *, page: bool):
-    """For a doctor whose browser held a share that has since ended: 410 Gone, as the page
-    that says so (`page`) or as a short answer for the viewer's requests. None for anyone else,
-    who gets the usual 404 (no oracle for someone who never held a share)."""
-    if request.user.is_authenticated:
-        return None
-    check = services.refuse_ended_grants(request, forget=False)
-    if not check.ended:
-        return None
-    if page:
-        context = {"ended": check.ended, "others": bool(check.live)}
-        response = render(request, "sharing/doctor/ended.html", context, status=410)
-    else:
-        response = HttpResponse(
-            _("This share has ended."), status=410, content_type="text/plain; charset=utf-8"
-        )
-    add_never_cache_headers(response)
-    return response
-
-
 def doctor_required(view):
     """Let in a browser that holds at least one live share; tell a doctor plainly when a share
     they had open has since ended (the 'no oracle' rule is for people without a share)."""
@@ -162,10 +137,6 @@ def doctor_required(view):
         return view(request, *args, **kwargs)
 
     return secret_page(wrapper)
-
-
-def _log_use(request, study, kind, *, detail="", object_id=None):
-    services.record_doctor_use(request, study, kind, detail=detail, object_id=object_id)
 
 
 @doctor_required
@@ -191,7 +162,7 @@ def shared_home(request):
 @require_GET
 def shared_study(request, study_id):
     study = get_study_or_404(request, study_id)
-    _log_use(request, study, Event.VIEWED, detail=services.study_words(study), object_id=study.pk)
+    record_look(request, study, Seen(Look.STUDY))
     series = list(study.series.all())
     rows = [
         {
@@ -202,7 +173,6 @@ def shared_study(request, study_id):
         }
         for one in series
     ]
-    shares = doctor.shares_holding(request, study)
     context = {
         "study": study,
         "kind": browse.study_kind(study),
@@ -210,7 +180,7 @@ def shared_study(request, study_id):
         "dicom_name": browse.person_name(study.patient_name),
         "series_rows": rows,
         "documents": visible_documents(request).filter(study=study).order_by("filename"),
-        "can_download": any(share.allow_download for share in shares),
+        "can_download": may_download(request, study),
         "viewer_url": _viewer_url(study),
     }
     return render(request, "sharing/doctor/study.html", context)
@@ -222,52 +192,3 @@ def _viewer_url(study):
         return reverse("viewer:study", args=[study.id])
     except NoReverseMatch:
         return None
-
-
-@doctor_required
-@require_GET
-def shared_thumbnail(request, series_id):
-    series = get_series_or_404(request, series_id)
-    instance = thumbnails.cover_instance(series)
-    key = thumbnails.thumbnail_for(instance) if instance is not None else None
-    if key is None:
-        return redirect(static(thumbnails.icon_path(series.modality)))
-    return FileResponse(default_storage.open(key, "rb"), content_type="image/png")
-
-
-@doctor_required
-@require_GET
-def shared_document(request, document_id):
-    document = get_document_or_404(request, document_id)
-    _log_use(
-        request, document.study, Event.DOCUMENT, detail=document.filename, object_id=document.pk
-    )
-    response = FileResponse(
-        default_storage.open(document.storage_key, "rb"), content_type=document.content_type
-    )
-    inline = document.content_type in {"application/pdf", "image/jpeg", "image/png"}
-    response["Content-Disposition"] = content_disposition_header(not inline, document.filename)
-    # A PDF opens in our origin: sandboxed, any script in it can't reach anything.
-    response["Content-Security-Policy"] = "sandbox; frame-ancestors 'none'"
-    return response
-
-
-@doctor_required
-@require_GET
-def shared_download(request, study_id):
-    study = get_study_or_404(request, study_id)
-    if not doctor.may_download(request, study):
-        raise Http404  # view-only share: as if there were no download at all
-    _log_use(
-        request, study, Event.DOWNLOADED, detail=services.study_words(study), object_id=study.pk
-    )
-    archive = StudyArchive(
-        [study],
-        visible_documents(request).filter(study=study),
-        # Re-checked in the database before each file, like any other request of the doctor's.
-        still_allowed=lambda: doctor.may_download(request, study),
-    )
-    response = StreamingHttpResponse(archive.chunks(), content_type="application/zip")
-    response["Content-Disposition"] = content_disposition_header(True, archive.filename)
-    response["X-Accel-Buffering"] = "no"
-    return response

@@ -52,7 +52,8 @@ def share_detail(request, share_id):
     context = {
         "share": share,
         "studies": browse.newest_first(share.studies.filter(owner=request.user)),
-        "events": share.events.all(),
+        # A counted line (images, DICOM details) shows its count and end: one query for all.
+        "events": share.events.select_related("tally"),
     }
     return render(request, "sharing/detail.html", context)
 

@@ -19,6 +19,9 @@
 // on a 300-slice CT, two at a time loaded the stack faster and with less processor time than
 // three.
 const BATCHES_AT_ONCE = 2;
+// How fetcher.js reports a signed link that has expired: S3 answers 403, nginx 410
+// (deploy/nginx/phr.conf).
+const LINK_EXPIRED = /image store answered (403|410)/;
 
 export class Prefetcher {
   constructor(cs, { fetcherUrl, onProgress, onFailure }) {
@@ -115,7 +118,7 @@ export class Prefetcher {
     return [...files.values()];
   }
 
-  async runBatch(files) {
+  async runBatch(files, { fresh = false } = {}) {
     const settled = new Set();
     const arrived = (file, buffer) => {
       if (settled.has(file)) return;
@@ -123,16 +126,24 @@ export class Prefetcher {
       this.loadFile(file, buffer);
     };
     try {
-      // Behind nginx with secure links, the study's list brought each file's signed link: no
-      // batch request to the server at all.
-      const links = files.every((file) => file.link) ? files.map((file) => file.link) : null;
+      // Behind nginx with secure links, the patient's study list brought each file's signed
+      // link: no batch request to the server at all. `fresh`: ask the server for new ones.
+      const listed = !fresh && files.every((file) => file.link);
+      const links = listed ? files.map((file) => file.link) : null;
       const ids = files.map((file) => file.id);
       const request = { filesUrl: files[0].series.study.files_url, ids, links };
       await this.fetcher.fetch(request, (index, buffer) => arrived(files[index], buffer));
     } catch (error) {
-      console.warn(`A batch of images couldn't be fetched (${describe(error)}); fetching them one by one.`);
       const rest = files.filter((file) => !settled.has(file));
+      // Whatever this attempt still brings late is not used: the files are asked for again.
       rest.forEach((file) => settled.add(file));
+      if (!fresh && LINK_EXPIRED.test(describe(error))) {
+        // Signed links live minutes (a doctor's, one): a slow link, or a series opened long
+        // after the list came, outlives them. Ask the server for new ones, once.
+        await this.runBatch(rest, { fresh: true });
+        return;
+      }
+      console.warn(`A batch of images couldn't be fetched (${describe(error)}); fetching them one by one.`);
       await Promise.all(rest.map((file) => this.loadFile(file, null)));
     }
   }

@@ -2,12 +2,15 @@
 list brings every image's signed link, and Chromium loads the whole stack from nginx without a
 single batch request to Django."""
 
+import time
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from phr.vault.models import Instance
 from tests.browser.test_viewer_browser import each_image_by_keyboard, wait_until_series_loaded
 from tests.support import nginx as nginx_support
 from tests.support.vaultdata import longest_stack
@@ -110,3 +113,38 @@ def test_a_file_nginx_cannot_serve_fails_alone_and_the_rest_still_load(
     lost_message = [text for text in messages if text]
     assert len(lost_message) == 1, messages
     assert "its file couldn't be fetched (the server answered 404)" in lost_message[0]
+
+
+def test_links_that_have_expired_are_asked_for_again_in_batches(
+    viewer_behind_nginx, cd_studies, monkeypatch
+):
+    # The list's links have expired by the time the stack loads (a series opened long after the
+    # page, or a slow link): nginx answers 410 and the viewer asks Django for fresh links, a
+    # batch at a time, rather than failing or falling back to one request per file.
+    from viewer import securelink, services
+
+    listed = services.study_images
+
+    def with_expired_links(*args, **kwargs):
+        data = listed(*args, **kwargs)
+        keys = dict(Instance.objects.values_list("id", "storage_key"))
+        an_hour_ago = time.time() - 3600
+        for one in data["series"]:
+            for image in one["images"]:
+                if "link" in image:
+                    key = keys[uuid.UUID(image["id"])]
+                    image["link"] = securelink.url(key, now=an_hour_ago)
+        return data
+
+    monkeypatch.setattr(services, "study_images", with_expired_links)
+    series = longest_stack(cd_studies)
+
+    paths, problems, page = viewer_behind_nginx(series)
+
+    assert not problems
+    progress = progress_of(page, series)
+    assert (progress["loaded"], progress["failed"]) == (series.num_instances, 0)
+    assert [path for path in paths if path.endswith("/files/")]  # fresh links, by batch
+    one_by_one = {reverse("viewer:instance", args=[one.id]) for one in series.instances.all()}
+    # The first image may come by its own URL (the page preloads it); no other one does.
+    assert len(one_by_one.intersection(paths)) <= 1

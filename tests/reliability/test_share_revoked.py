@@ -61,7 +61,7 @@ def test_revoking_mid_scroll_refuses_the_next_image_and_logs_it(patient_client, 
     assert len(images) == SLICES
 
     # First the whole study as a ZIP (the share allows downloads)...
-    download = doctor.get(reverse("sharing:shared_download", args=[scan.id]))
+    download = doctor.get(reverse("vault:download_study", args=[scan.id]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content)[:2] == b"PK"
     # ...then image after image, as the viewer scrolls, each checked against its hash.
@@ -85,7 +85,7 @@ def test_revoking_mid_scroll_refuses_the_next_image_and_logs_it(patient_client, 
     page = doctor.get(reverse("viewer:study", args=[scan.id]))
     assert page.status_code == 410 and b"This share has ended" in page.content
     # The doctor's own pages say plainly that the share has ended, and log the attempt.
-    ended = doctor.get(reverse("sharing:shared_download", args=[scan.id]))
+    ended = doctor.get(reverse("vault:download_study", args=[scan.id]))
     assert ended.status_code == 410
     assert b"PK" not in ended.content[:2]
 
@@ -96,15 +96,18 @@ def test_revoking_mid_scroll_refuses_the_next_image_and_logs_it(patient_client, 
         Event.OPENED,
         Event.VIEWED,
         Event.DOWNLOADED,
+        Event.IMAGES,
         Event.REVOKED,
         Event.REFUSED,
     ]
-    revocation = log[4]
+    # The images the doctor scrolled through before the revocation, counted, none after.
+    assert log[4].tally.images == REVOKE_AFTER
+    revocation = log[5]
     assert revocation.at <= revoked_at
-    for event in log[1:4]:  # the doctor's accesses: before the revocation, from the doctor
+    for event in log[1:5]:  # the doctor's accesses: before the revocation, from the doctor
         assert event.at <= revocation.at
         assert (event.ip, event.user_agent) == (DOCTOR_IP, DOCTOR_AGENT)
-    refusal = log[5]
+    refusal = log[6]
     assert refusal.at >= revocation.at
     assert (refusal.ip, refusal.user_agent) == (DOCTOR_IP, DOCTOR_AGENT)
     # The revocation came from the patient's browser, not the doctor's.

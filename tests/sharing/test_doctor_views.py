@@ -2,6 +2,7 @@
 lives. Scope is checked on every request; anything outside it is 404, never 403."""
 
 import io
+import re
 import time
 import zipfile
 from datetime import timedelta
@@ -46,8 +47,8 @@ def test_the_doctor_lands_on_the_shared_studies_and_nothing_else(shared, doctor,
 def test_the_study_page_lists_series_documents_and_download(shared, doctor, ct, report):
     page = doctor.get(f"/shared/studies/{ct.pk}/").content.decode()
     assert ct.study_instance_uid in page
-    assert reverse("sharing:shared_document", args=[report.pk]) in page
-    assert reverse("sharing:shared_download", args=[ct.pk]) in page
+    assert reverse("vault:document", args=[report.pk]) in page
+    assert reverse("vault:download_study", args=[ct.pk]) in page
     event = AccessEvent.objects.get(share=shared, kind=Event.VIEWED)
     assert event.object_id == ct.pk and event.ip == DOCTOR_IP and ct.title in event.detail
 
@@ -62,9 +63,9 @@ def test_the_access_helpers_give_a_doctor_exactly_the_shared_studies(shared, doc
 
 def test_another_study_of_the_same_patient_is_404(shared, doctor, mr):
     assert doctor.get(f"/shared/studies/{mr.pk}/").status_code == 404
-    assert doctor.get(f"/shared/studies/{mr.pk}/download/").status_code == 404
+    assert doctor.get(reverse("vault:download_study", args=[mr.pk])).status_code == 404
     series = mr.series.first()
-    assert doctor.get(f"/shared/series/{series.pk}/thumbnail.png").status_code == 404
+    assert doctor.get(reverse("vault:series_thumbnail", args=[series.pk])).status_code == 404
     request = doctor.get("/shared/").wsgi_request
     instance = Instance.objects.filter(series__study=mr).first()
     with pytest.raises(Http404):
@@ -74,8 +75,8 @@ def test_another_study_of_the_same_patient_is_404(shared, doctor, mr):
 def test_another_patients_study_and_document_are_404(shared, doctor, other_patient, other_study):
     their_report = attach_pdf(other_patient, other_study, "Theirs.pdf")
     assert doctor.get(f"/shared/studies/{other_study.pk}/").status_code == 404
-    assert doctor.get(f"/shared/documents/{their_report.pk}/").status_code == 404
-    assert doctor.get(f"/shared/studies/{other_study.pk}/download/").status_code == 404
+    assert doctor.get(reverse("vault:document", args=[their_report.pk])).status_code == 404
+    assert doctor.get(reverse("vault:download_study", args=[other_study.pk])).status_code == 404
     request = doctor.get("/shared/").wsgi_request
     instance = Instance.objects.filter(series__study=other_study).first()
     with pytest.raises(Http404):
@@ -84,11 +85,11 @@ def test_another_patients_study_and_document_are_404(shared, doctor, other_patie
 
 def test_a_loose_document_of_the_patient_is_not_shared(shared, doctor, patient):
     loose = attach_pdf(patient, None, "Loose.pdf")
-    assert doctor.get(f"/shared/documents/{loose.pk}/").status_code == 404
+    assert doctor.get(reverse("vault:document", args=[loose.pk])).status_code == 404
 
 
 def test_the_shared_document_opens_and_is_logged(shared, doctor, report):
-    response = doctor.get(f"/shared/documents/{report.pk}/")
+    response = doctor.get(reverse("vault:document", args=[report.pk]))
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
     assert b"".join(response.streaming_content).startswith(b"%PDF")
@@ -97,12 +98,12 @@ def test_the_shared_document_opens_and_is_logged(shared, doctor, report):
 
 
 def test_the_thumbnail_of_a_shared_series_is_served(shared, doctor, ct):
-    response = doctor.get(f"/shared/series/{ct.series.first().pk}/thumbnail.png")
+    response = doctor.get(reverse("vault:series_thumbnail", args=[ct.series.first().pk]))
     assert response.status_code in (200, 302)
 
 
 def test_the_zip_download_has_a_dicomdir_when_allowed(shared, doctor, ct):
-    response = doctor.get(f"/shared/studies/{ct.pk}/download/")
+    response = doctor.get(reverse("vault:download_study", args=[ct.pk]))
     assert response.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     names = archive.namelist()
@@ -112,7 +113,7 @@ def test_the_zip_download_has_a_dicomdir_when_allowed(shared, doctor, ct):
 
 
 def test_a_download_in_progress_stops_when_the_share_is_revoked(shared, doctor, ct, sharer):
-    response = doctor.get(f"/shared/studies/{ct.pk}/download/")
+    response = doctor.get(reverse("vault:download_study", args=[ct.pk]))
     chunks = iter(response.streaming_content)
     first = next(chunks)  # the first file is on its way to the doctor
     assert first.startswith(b"PK")
@@ -130,7 +131,7 @@ def test_a_view_only_share_has_no_download(patient, ct, doctor):
     open_with_code(doctor, plain.code)
     page = doctor.get(f"/shared/studies/{ct.pk}/").content.decode()
     assert "/download/" not in page
-    assert doctor.get(f"/shared/studies/{ct.pk}/download/").status_code == 404
+    assert doctor.get(reverse("vault:download_study", args=[ct.pk])).status_code == 404
 
 
 def test_revocation_refuses_the_very_next_request(shared, doctor, ct, sharer):
@@ -142,13 +143,13 @@ def test_revocation_refuses_the_very_next_request(shared, doctor, ct, sharer):
     # The refusal is in the patient's log; afterwards the browser simply has no share.
     assert AccessEvent.objects.filter(share=shared, kind=Event.REFUSED).count() == 1
     assert doctor.get(f"/shared/studies/{ct.pk}/").status_code == 302
-    assert doctor.get(f"/shared/documents/{ct.documents.first().pk}/").status_code == 302
+    assert doctor.get(reverse("vault:document", args=[ct.documents.first().pk])).status_code == 404
 
 
 def test_expiry_refuses_the_very_next_request(shared, doctor, ct):
     assert doctor.get("/shared/").status_code == 200
     Share.objects.filter(pk=shared.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    response = doctor.get(f"/shared/studies/{ct.pk}/download/")
+    response = doctor.get(reverse("vault:download_study", args=[ct.pk]))
     assert response.status_code == 410
     assert "time the patient chose" in response.content.decode()
     assert AccessEvent.objects.filter(share=shared, kind=Event.EXPIRED).count() == 1
@@ -213,3 +214,14 @@ def test_no_query_string_carries_a_secret(shared, doctor, ct):
         page = doctor.get(url).content.decode()
         assert "?code=" not in page and "?token=" not in page and "?pin=" not in page
     assert Client().get("/access").status_code == 200
+
+
+def test_a_doctors_browser_keeps_a_thumbnail_no_longer_than_the_share(patient, ct, doctor):
+    ends = timezone.now() + timedelta(minutes=10)
+    _share, secrets = make_share(patient, [ct], expires_at=ends)
+    open_with_code(doctor, secrets.code)
+    response = doctor.get(reverse("vault:series_thumbnail", args=[ct.series.first().pk]))
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    cache = response["Cache-Control"]
+    assert "private" in cache
+    assert 0 < int(re.search(r"max-age=(\d+)", cache).group(1)) <= 600

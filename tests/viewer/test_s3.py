@@ -1,8 +1,10 @@
 """On object storage, Django only authorises: the image is a 302 to a presigned URL that the
 object store (a real SeaweedFS here) serves."""
 
+import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -96,3 +98,32 @@ def test_on_s3_the_list_carries_no_nginx_links_even_if_configured(
     listing = patient_client.get(reverse("viewer:study_images", args=[study.id])).json()
     images = [image for series in listing["series"] for image in series["images"]]
     assert images and not any("link" in image for image in images)
+
+
+def test_a_doctors_presigned_urls_live_a_minute_at_most(on_s3, patient):
+    from django.test import Client
+
+    from tests.sharing.conftest import make_share, open_with_code
+
+    study = ingest_path(patient, get_testdata_file("CT_small.dcm")).study
+    doctor = Client()
+    _share, secrets = make_share(patient, [study])
+    open_with_code(doctor, secrets.code)
+    instance = study.series.get().instances.get()
+    before = int(time.time())
+    single = doctor.get(reverse("viewer:instance", args=[instance.id]))["Location"]
+    batch = doctor.get(
+        f"{reverse('viewer:study_files', args=[study.id])}?ids={instance.id}"
+    ).json()["urls"]
+    for url in [single, *batch]:
+        assert seconds_valid(url, before) <= 60
+        with urllib.request.urlopen(url, timeout=10) as fetched:  # noqa: S310 (loopback)
+            assert fetched.read()[128:132] == b"DICM"
+
+
+def seconds_valid(url: str, signed_at: int) -> int:
+    """How long a presigned URL is valid: SigV4's X-Amz-Expires, or SigV2's Expires (a time)."""
+    query = parse_qs(urlsplit(url).query)
+    if "X-Amz-Expires" in query:
+        return int(query["X-Amz-Expires"][0])
+    return int(query["Expires"][0]) - signed_at

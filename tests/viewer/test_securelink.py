@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.files.storage import default_storage
@@ -20,7 +21,7 @@ from phr.sharing import services as sharing
 from phr.vault.models import Instance
 from tests.sharing.conftest import make_share, open_with_code
 from tests.support import nginx as nginx_support
-from tests.support.vaultdata import ingest_path
+from tests.support.vaultdata import ingest_path, longest_stack
 from viewer import securelink
 from viewer.services import FILES_PER_STREAMED_BATCH, LINKS_PER_BATCH
 
@@ -271,8 +272,38 @@ def test_a_doctor_gets_links_until_the_share_is_stopped(nginx, patient, ct_study
     # Django hands out no new link at once (410: the share has ended)...
     assert doctor.get(url).status_code == 410
     # ...but, like an S3 presigned URL, a link already handed out works until it expires: the
-    # reason links live minutes (README, "Running in production").
+    # reason a doctor's links live a minute at most.
     assert nginx.get(link)[0] == 200
+
+
+def expiry_of(link: str) -> int:
+    return int(parse_qs(urlsplit(link).query)["e"][0])
+
+
+def test_a_doctors_links_live_a_minute_at_most_and_come_batch_by_batch(nginx, patient, cd_studies):
+    study = longest_stack(cd_studies).study
+    doctor = Client()
+    _share, secrets = make_share(patient, [study])
+    open_with_code(doctor, secrets.code)
+    # The doctor's list has no links: each batch asks Django, which logs it and signs afresh.
+    listing = doctor.get(reverse("viewer:study_images", args=[study.id])).json()
+    images = [image for series in listing["series"] for image in series["images"]]
+    assert images and not any("link" in image for image in images)
+
+    before = time.time()
+    single = doctor.get(images[0]["url"])["Location"]
+    ids = ",".join(image["id"] for image in images[:5])
+    batch = doctor.get(f"{listing['study']['files_url']}?ids={ids}").json()["urls"]
+    after = time.time()
+    for link in [single, *batch]:
+        assert before + securelink.DOCTOR.seconds <= expiry_of(link) <= after + 60
+        assert nginx.get(link)[0] == 200
+
+
+def test_the_patients_own_links_keep_their_configured_life(nginx, patient_client, instance):
+    before = time.time()
+    link = patient_client.get(reverse("viewer:instance", args=[instance.id]))["Location"]
+    assert before + 300 <= expiry_of(link) <= time.time() + 300 + securelink.EXPIRY_STEP_SECONDS
 
 
 def test_a_prefix_without_a_secret_refuses_to_start(tmp_path):

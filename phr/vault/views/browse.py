@@ -20,9 +20,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from phr.vault import browse, thumbnails
 from phr.vault.access import (
+    Look,
+    Seen,
+    cache_seconds,
     get_document_or_404,
     get_series_or_404,
     get_study_or_404,
+    record_look,
     visible_documents,
     visible_studies,
 )
@@ -93,34 +97,40 @@ def delete_study(request, study_id):
     return render(request, "vault/delete_study.html", context)
 
 
-# No login_required here: a doctor holding a share has no account. The access helper gives
-# everyone else a 404.
+# The one route to a series' thumbnail and to a document, for the patient and for a doctor
+# holding a share alike (so one set of headers, and no route around the access log). No
+# login_required: a doctor has no account; the access helpers give everyone else a 404.
 @require_GET
 def series_thumbnail(request, series_id):
     series = get_series_or_404(request, series_id)
     instance = thumbnails.cover_instance(series)
+    # A doctor's browser, often a shared hospital PC, keeps it only while their access lasts.
+    max_age = cache_seconds(request, series.study, THUMBNAIL_MAX_AGE)
     if instance is not None:
         # The PNG follows the cover image's bytes, so their hash is a strong ETag.
         etag = f'"thumb-{instance.sha256}"'
         not_modified = get_conditional_response(request, etag=etag)
         if not_modified is not None:
-            return _private(not_modified, THUMBNAIL_MAX_AGE, etag)
+            return _private(not_modified, max_age, etag)
         key = thumbnails.thumbnail_for(instance)
         if key is not None:
             response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
-            return _private(response, THUMBNAIL_MAX_AGE, etag)
+            return _private(response, max_age, etag)
     response = redirect(static(thumbnails.icon_path(series.modality)))
     return _private(response, ICON_MAX_AGE)
 
 
 @require_GET
-def document_file(request, document_id):  # open to share holders too, like series_thumbnail
+def document_file(request, document_id):
     document = get_document_or_404(request, document_id)
+    inline = document.content_type in INLINE_TYPES and "download" not in request.GET
+    if document.study is not None:  # a doctor only ever gets a study's documents
+        look = Look.DOCUMENT if inline else Look.DOCUMENT_SAVED
+        record_look(request, document.study, Seen(look, document=document))
     etag = f'"{document.sha256}"'
     not_modified = get_conditional_response(request, etag=etag)
     if not_modified is not None:
         return _private(not_modified, 0, etag)
-    inline = document.content_type in INLINE_TYPES and "download" not in request.GET
     response = FileResponse(
         default_storage.open(document.storage_key, "rb"), content_type=document.content_type
     )

@@ -1,0 +1,84 @@
+"""What a doctor's browser was given, written into the access log of every live share that
+holds the study (phr.vault.access.record_look brings it here).
+
+Images and DICOM details are counted per series: one line "viewed CT Axial 2.5mm, 120 images,
+14:02 to 14:09" per series, per browser, per clock hour, whose count and end time grow as the
+viewer fetches batch after batch (phr.sharing.models.Tally). A document is a line per opening,
+by name; the study page, the viewer and the ZIP a line each.
+"""
+
+import uuid
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from phr.sharing.models import Event, Share, Tally
+from phr.sharing.services import record, study_words
+from phr.vault.access import Look, Seen
+from phr.vault.models import Series, Study
+
+COUNTED = frozenset({Look.IMAGES, Look.TAGS})
+ID_SIZE = 16  # bytes of a UUID in Tally.seen
+
+
+def record_seen(shares, client, study: Study, seen: Seen, now=None) -> None:
+    """Log `seen` for `client` (phr.sharing.services.Client) in each of `shares`."""
+    if not shares:
+        return
+    now = now or timezone.now()
+    Share.objects.filter(pk__in=[share.pk for share in shares]).update(last_used_at=now)
+    kind = Event(seen.look.value)
+    if seen.look in COUNTED:
+        words = _series_words(study, seen.images)
+        for share in shares:
+            for series_id, ids in seen.images.items():
+                _count(share, client, kind, series_id, ids, words[series_id], now)
+        return
+    for share in shares:
+        if seen.document is not None:
+            name = seen.document.filename[:300]
+            record(share, kind, client, at=now, detail=name, object_id=seen.document.pk)
+        else:
+            record(share, kind, client, at=now, detail=study_words(study), object_id=study.pk)
+
+
+def _count(share, client, kind, series_id, ids, words: str, now) -> None:
+    """Add `ids` to this browser's count for the series this hour, starting the line if it is
+    the first image of the hour. Two or three queries, however many images the batch holds."""
+    key = {
+        "share": share,
+        "visitor": client.visitor,
+        "kind": kind,
+        "series_id": series_id,
+        "hour": now.replace(minute=0, second=0, microsecond=0),
+    }
+    with transaction.atomic():
+        tally = Tally.objects.select_for_update().filter(**key).first()
+        if tally is None:
+            try:
+                with transaction.atomic():
+                    event = record(share, kind, client, at=now, detail=words, object_id=series_id)
+                    tally = Tally.objects.create(event=event, last_at=now, **key)
+            except IntegrityError:  # a batch of the same series, in flight beside this one
+                tally = Tally.objects.select_for_update().get(**key)
+        seen = _merged(bytes(tally.seen), ids)
+        Tally.objects.filter(pk=tally.pk).update(
+            seen=seen, images=len(seen) // ID_SIZE, last_at=max(now, tally.last_at)
+        )
+
+
+def _merged(seen: bytes, ids) -> bytes:
+    known = {seen[at : at + ID_SIZE] for at in range(0, len(seen), ID_SIZE)}
+    known.update(uuid.UUID(str(pk)).bytes for pk in ids)
+    return b"".join(sorted(known))
+
+
+def _series_words(study: Study, images: dict) -> dict:
+    """{series id: "CT Axial 2.5mm, in Chest CT (3 Mar 2025)"}, in one query."""
+    of_study = study_words(study)
+    rows = Series.objects.filter(pk__in=list(images)).values_list("pk", "description", "number")
+    words = {}
+    for pk, description, number in rows:
+        name = description or f"Series {number or ''}".strip()
+        words[pk] = f"{name}, in {of_study}"[:300]
+    return {series_id: words.get(series_id, of_study) for series_id in images}
