@@ -26,6 +26,7 @@ The client threads share the machine with the server: read figures in that light
 
 import argparse
 import http.client
+import json
 import os
 import queue
 import shutil
@@ -99,6 +100,17 @@ class Stats:
         for endpoint, examples in self.examples.items():
             for example in examples:
                 print(f"  error on {endpoint}: {example}")
+
+    def figures(self, elapsed: float) -> dict:
+        """For bench/revisions.py: requests a second and p50/p95 in ms, per endpoint and all."""
+        found = {}
+        for endpoint, values in self.latencies.items():
+            ms = sorted(value * 1000 for value in values)
+            found[f"{endpoint} req/s"] = len(ms) / elapsed
+            found[f"{endpoint} p50 ms"] = percentile(ms, 50)
+            found[f"{endpoint} p95 ms"] = percentile(ms, 95)
+        found["all req/s"] = sum(len(v) for v in self.latencies.values()) / elapsed
+        return found
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -459,6 +471,7 @@ def measure(args, env: dict, port: int, first_cd: list[Path], second_cd: list[Pa
         elapsed,
     )
     summarise(args, stats, len(first_cd))
+    print("RESULT " + json.dumps(stats.figures(elapsed)))
     check = subprocess.run(
         [PYTHON, "manage.py", "check_vault", "--grace-seconds", "0"],
         cwd=ROOT,

@@ -11,6 +11,8 @@ machine a third of a 300-file load: a user's browser has no driver watching it.
     viewer-scripts-loaded -> first-image     (target: <= 100 ms, warm)
     viewer-scripts-loaded -> series-loaded   (all images fetched and decoded; target: <= 2 s)
 
+as the patient, and as a doctor holding a share (whose every batch is in the access log).
+
 It also fetches the same 300 URLs with a plain fetch loop (6 at a time) in the same browser,
 and the same 300 files from `python -m http.server`, and prints the ratio.
 
@@ -39,10 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cdp import Chromium
 from bench.common import (
     PYTHON,
+    Browser,
     backend,
     demo_login,
     free_port,
     gunicorn,
+    manage,
     synthesize_ct,
     workspace,
 )
@@ -167,6 +171,13 @@ def run_backend(kind: str, files: list[Path], browser: Chromium) -> dict:
         results["warm"] = summarise("warm server, empty cache", warm, total_bytes)
         cached = open_viewer(browser, fresh, viewer_url)
         results["cached"] = summarise("warm, browser cache", cached, total_bytes)
+        # A doctor holding a share: the same images, each batch also written to the patient's
+        # access log, and (behind nginx or S3) links signed a batch at a time.
+        doctor = doctor_browser(port, env, study_id)
+        doctor_context = browser.new_context(doctor.cookies, base)
+        as_doctor = open_viewer(browser, doctor_context, viewer_url)
+        results["doctor"] = summarise("a doctor, empty cache", as_doctor, total_bytes)
+        browser.close_context(doctor_context)
         _, _, body = client.request("GET", f"/viewer/study/{study_id}/images.json")
         listing = json.loads(body)
         urls = [image["url"] for image in listing["series"][0]["images"]]
@@ -203,6 +214,28 @@ def run_backend(kind: str, files: list[Path], browser: Chromium) -> dict:
         for ctx in (context, fresh, loop_context):
             browser.close_context(ctx)
         return results
+
+
+SHARE = """
+from datetime import timedelta
+from django.utils import timezone
+from phr.sharing import services
+from phr.vault.models import Study
+study = Study.objects.get(pk="{study_id}")
+_, secrets = services.create_share(
+    study.owner, [study], label="Dr Bench", expires_at=timezone.now() + timedelta(days=1)
+)
+print(secrets.code)
+"""
+
+
+def doctor_browser(port: int, env: dict, study_id: str) -> Browser:
+    """A doctor's browser that has opened a share of the study with its code."""
+    code = manage(env, "shell", "-c", SHARE.format(study_id=study_id)).split()[-1]
+    doctor = Browser(port)
+    status, headers, _ = doctor.post_form("/access", {"code": code, "pin": ""})
+    assert status == 302 and headers["Location"] == "/shared/", "the share did not open"
+    return doctor
 
 
 def bundle_of_first_series(client, env: dict, listing: dict) -> tuple[str, int]:
@@ -322,6 +355,13 @@ def main():
                     else ""
                 )
             )
+        figures = {
+            f"{kind} {run} {what}": value
+            for kind, result in results.items()
+            for run in ("warm", "doctor")
+            for what, value in result[run].items()
+        }
+        print("RESULT " + json.dumps(figures))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -15,7 +15,7 @@ from botocore.config import Config as BotoConfig
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from phr.lib.env import envbool, envint, envlist, envstr
+from phr.lib.env import envbool, envfloat, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("PHR_VAR_DIR", str(BASE_DIR / "var")))
@@ -354,6 +354,9 @@ PHR_SHARE_KEY = envstr("PHR_SHARE_KEY")
 # Failed attempts to open a share (wrong code, wrong PIN, ended share) before HTTP 429.
 PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = envint("PHR_SHARE_FAILURES_PER_IP_PER_MINUTE", 10)
 PHR_SHARE_FAILURES_SITE_PER_HOUR = envint("PHR_SHARE_FAILURES_SITE_PER_HOUR", 1000)
+# Past that many failures site-wide, each failed check waits this long (slows every guesser at
+# once; blocks nobody). phr/sharing/guessing.py and scripts/guessing_odds.py model the effect.
+PHR_SHARE_SLOWDOWN_SECONDS = envfloat("PHR_SHARE_SLOWDOWN_SECONDS", 1.0)
 # A doctor's access to one share ends at the share's expiry or after this, whichever is first.
 PHR_DOCTOR_SESSION_SECONDS = envint("PHR_DOCTOR_SESSION_SECONDS", 12 * 3600)
 # How long the new code, link and printable card stay visible to the patient after creating.

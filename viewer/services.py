@@ -9,8 +9,9 @@ Serving strategy, chosen per request from the storage backend:
   * the same, behind nginx with secure links (`PHR_SECURE_LINK_PREFIX` set): a 302 to a signed,
     expiring URL that nginx checks and serves by itself (viewer/securelink.py), the file-system
     twin of the S3 case below. It wins over X-Accel-Redirect when both are set, because it is the
-    faster of the two: the study's list carries every image's link, so a whole study costs
-    Django one request;
+    faster of the two: the patient's study list carries every image's link, so a whole study
+    costs Django one request (a doctor's viewer asks for links a batch at a time: each batch is
+    in the patient's access log, and a doctor's links live a minute at most, see Signer);
   * the same, behind nginx (`PHR_ACCEL_REDIRECT_PREFIX` set): Django only authorises and hands
     the file to nginx with X-Accel-Redirect, which does Range and sendfile far faster;
   * object storage (S3): a 302 to a short-lived presigned URL. The object store serves the

@@ -54,6 +54,7 @@ def study(request, study_id):
 @require_safe
 def study_images(request, study_id):
     study = get_study_or_404(request, study_id)
+    record_look(request, study, Seen(Look.STUDY))  # one line with the page's, if just after it
     # The patient's list carries nginx's signed links to every image; a doctor's viewer asks
     # for them batch by batch, so that each batch is in the patient's log and its links are
     # fresh (they live a minute).

@@ -100,7 +100,9 @@ def open_deposit(typed_code: str, organisation: Organisation, ip: str | None) ->
         else None
     )
     if deposit is None or not deposit.owner.is_active:
+        under_attack = ratelimit.deposit_site_under_attack()
         ratelimit.record_deposit_failure(organisation.pk)
+        ratelimit.slow_down(under_attack)
         raise DepositRefused(DepositRefused.UNKNOWN_CODE)
     if not deposit.admits(organisation):
         raise DepositRefused(DepositRefused.NOT_ALLOWED)

@@ -8,6 +8,7 @@ by name; the study page, the viewer and the ZIP a line each.
 """
 
 import uuid
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,7 +18,10 @@ from phr.sharing.services import record, study_words
 from phr.vault.access import Look, Seen
 from phr.vault.models import Series, Study
 
-COUNTED = frozenset({Look.IMAGES, Look.TAGS})
+COUNTED = frozenset({Look.IMAGES, Look.TAGS, Look.PREVIEWS})
+# A study's page, the viewer on it and the viewer's list of its images, asked for within this
+# many seconds by one browser, are one look.
+SAME_LOOK_SECONDS = 60
 ID_SIZE = 16  # bytes of a UUID in Tally.seen
 
 
@@ -38,8 +42,18 @@ def record_seen(shares, client, study: Study, seen: Seen, now=None) -> None:
         if seen.document is not None:
             name = seen.document.filename[:300]
             record(share, kind, client, at=now, detail=name, object_id=seen.document.pk)
-        else:
+        elif not _just_seen(share, client, kind, study, now):
             record(share, kind, client, at=now, detail=study_words(study), object_id=study.pk)
+
+
+def _just_seen(share, client, kind, study, now) -> bool:
+    if kind != Event.VIEWED:
+        return False
+    since = now - timedelta(seconds=SAME_LOOK_SECONDS)
+    recent = share.events.filter(
+        kind=kind, visitor=client.visitor, object_id=study.pk, at__gte=since
+    )
+    return recent.exists()
 
 
 def _count(share, client, kind, series_id, ids, words: str, now) -> None:
@@ -76,6 +90,8 @@ def _merged(seen: bytes, ids) -> bytes:
 def _series_words(study: Study, images: dict) -> dict:
     """{series id: "CT Axial 2.5mm, in Chest CT (3 Mar 2025)"}, in one query."""
     of_study = study_words(study)
+    if study.pk in images:  # PREVIEWS: counted under the study
+        return {study.pk: of_study[:300]}
     rows = Series.objects.filter(pk__in=list(images)).values_list("pk", "description", "number")
     words = {}
     for pk, description, number in rows:

@@ -179,6 +179,7 @@ class Event(models.TextChoices):
     EMAILED = "emailed", "Link emailed to the recipient"
     OPENED = "opened", "Opened"
     VIEWED = "viewed", "Looked at a study"
+    PREVIEWS = "previews", "Saw the previews"
     IMAGES = "images", "Viewed images"
     TAGS = "tags", "Read the DICOM details"
     DOCUMENT = "document", "Opened a document"
@@ -215,7 +216,8 @@ class AccessEvent(AppendOnly):
 
 class Tally(models.Model):
     """How many distinct images of one series a doctor's browser was given in one clock hour,
-    and until when: the running count behind one IMAGES or TAGS line of the access log.
+    and until when: the running count behind one IMAGES or TAGS line of the access log (for a
+    PREVIEWS line: how many series' thumbnails of one study; `series_id` is then the study's).
 
     The log line itself (`event`) is written once, when the first image goes out, and never
     changes; this row grows with each batch the viewer fetches: one upsert per batch of up to

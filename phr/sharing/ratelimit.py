@@ -1,6 +1,12 @@
 """Counting failed redemptions, per address, per network (IPv4 /24, IPv6 /64) and for the
 whole site; a hospital's wrong deposit codes per organisation.
 
+An address or network past its limit is refused for a while: those are the guesser's own. The
+site-wide count refuses nobody (a few addresses could otherwise keep every share unopenable):
+past it the site is under a guessing attack, and every failed check costs a server-side delay
+(`slow_down`), which caps how fast all guessers together can go while a right code still opens
+at once. phr/sharing/guessing.py models what that leaves a guesser.
+
 The counters live in the default cache, which every web process shares (the database cache in
 the embedded default, Redis in production), so ten gunicorn workers do not give an attacker ten
 times the guesses. Counters are kept per fixed window (this minute, this hour), and a check adds
@@ -48,8 +54,15 @@ def _share_counters(ip: str) -> list[tuple[str, int, int]]:
             network = ipaddress.ip_network(f"{address}/24", strict=False)
             counters.append((f"{PREFIX}:net:{network}", NETWORK_SHARE * per_address, MINUTE))
         counters.append((f"{PREFIX}:ip:{address or ip}", per_address, MINUTE))
-    counters.append((f"{PREFIX}:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR))
     return counters
+
+
+def _site_counter() -> tuple[str, int, int]:
+    return (f"{PREFIX}:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR)
+
+
+def _deposit_site_counter() -> tuple[str, int, int]:
+    return (f"{PREFIX}:deposit:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR)
 
 
 def _deposit_counters(organisation_id) -> list[tuple[str, int, int]]:
@@ -62,17 +75,21 @@ def _deposit_counters(organisation_id) -> list[tuple[str, int, int]]:
             settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE,
             MINUTE,
         ),
-        (f"{PREFIX}:deposit:site", settings.PHR_SHARE_FAILURES_SITE_PER_HOUR, HOUR),
     ]
 
 
 def is_blocked(ip: str) -> bool:
-    """Whether this address (or the whole site) has used up its failed attempts for now."""
+    """Whether this address (or its network) has used up its failed attempts for now."""
     return _blocked(_share_counters(ip or "unknown"))
 
 
 def record_failure(ip: str) -> None:
-    _record(_share_counters(ip or "unknown"))
+    _record([*_share_counters(ip or "unknown"), _site_counter()])
+
+
+def site_under_attack() -> bool:
+    """Whether the doctors' failures site-wide are past PHR_SHARE_FAILURES_SITE_PER_HOUR."""
+    return _blocked([_site_counter()])
 
 
 def deposit_is_blocked(organisation_id) -> bool:
@@ -80,7 +97,19 @@ def deposit_is_blocked(organisation_id) -> bool:
 
 
 def record_deposit_failure(organisation_id) -> None:
-    _record(_deposit_counters(organisation_id))
+    _record([*_deposit_counters(organisation_id), _deposit_site_counter()])
+
+
+def deposit_site_under_attack() -> bool:
+    return _blocked([_deposit_site_counter()])
+
+
+def slow_down(under_attack: bool) -> None:
+    """After a failed check: while the site is under attack, hold the answer for
+    PHR_SHARE_SLOWDOWN_SECONDS. The worker is busy meanwhile, so the guessers together get at
+    most (workers / delay) checks a second, however many addresses they have."""
+    if under_attack:
+        time.sleep(settings.PHR_SHARE_SLOWDOWN_SECONDS)
 
 
 def _blocked(counters) -> bool:

@@ -195,6 +195,8 @@ def _opened(share: Share, client: Client, site_url: str) -> None:
 
 
 def _log_failure(via, reason, client: Client, share=None, count=True) -> None:
+    # The threshold's own failures go at full speed, the ones past it wait (the model's terms).
+    under_attack = ratelimit.site_under_attack()
     if count:
         ratelimit.record_failure(client.ip)
     FailedRedemption.objects.create(
@@ -202,6 +204,8 @@ def _log_failure(via, reason, client: Client, share=None, count=True) -> None:
     )
     # Never the code, token or PIN: only what kind of failure, and from where.
     log.warning("share redemption failed: via=%s reason=%s ip=%s", via, reason, client.ip)
+    # Only failures wait: a right code is never held up.
+    ratelimit.slow_down(under_attack)
 
 
 def used(share: Share, kind: str, client: Client, *, detail: str = "", object_id=None) -> None:

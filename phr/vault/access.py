@@ -30,7 +30,8 @@ from phr.vault.models import Document, Instance, Series, Study
 class Look(enum.StrEnum):
     """What a doctor's browser was given, as the patient's access log tells it."""
 
-    STUDY = "viewed"  # a study's page, or the viewer opened on it
+    STUDY = "viewed"  # a study's page, the viewer opened on it, or its list of images
+    PREVIEWS = "previews"  # series' thumbnails (counted per study)
     IMAGES = "images"  # images of some series (counted per series)
     TAGS = "tags"  # the DICOM details of some images (counted per series)
     DOCUMENT = "document"  # a document opened in the browser
@@ -41,10 +42,11 @@ class Look(enum.StrEnum):
 @dataclass(frozen=True)
 class Seen:
     """One look at `study`: for IMAGES and TAGS, which images of which series
-    ({series: [instance ids]}); for the documents, which one."""
+    ({series id: [instance ids]}); for PREVIEWS, which series ({study id: [series ids]}); for
+    the documents, which one."""
 
     look: Look
-    images: dict[Series, list[uuid.UUID]] = field(default_factory=dict)
+    images: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
     document: Document | None = None
 
 

@@ -142,7 +142,10 @@ def test_documents_have_one_route_that_logs_each_opening_by_name(doctor, patient
     with pytest.raises(NoReverseMatch):
         reverse("sharing:shared_document", args=[report.pk])
 
-    assert doctor.get(url).status_code == 200
+    opened = doctor.get(url)
+    assert opened.status_code == 200
+    assert opened["Cache-Control"] == "private, no-store"  # a hospital PC keeps no copy
+    assert "sandbox" in opened["Content-Security-Policy"]
     assert doctor.get(url + "?download").status_code == 200
     lines = AccessEvent.objects.filter(share=share, object_id=report.pk).order_by("at", "pk")
     assert [(line.kind, line.detail) for line in lines] == [
@@ -198,3 +201,21 @@ def _uuid(text):
     import uuid
 
     return uuid.UUID(text)
+
+
+def test_thumbnails_are_counted_per_study(doctor, listing, ct):
+    share, _ = listing
+    for series in ct.series.all():
+        assert doctor.get(reverse("vault:series_thumbnail", args=[series.pk])).status_code in (
+            200,
+            302,
+        )
+    [tally] = counted(share, Event.PREVIEWS)
+    assert (tally.series_id, tally.images) == (ct.pk, ct.series.count())
+
+
+def test_the_page_the_viewer_and_its_list_are_one_look(doctor, listing, ct):
+    share, _ = listing  # the fixture already asked for the list
+    assert doctor.get(reverse("viewer:study", args=[ct.id])).status_code == 200
+    assert doctor.get(reverse("viewer:study_images", args=[ct.id])).status_code == 200
+    assert share.events.filter(kind=Event.VIEWED).count() == 1

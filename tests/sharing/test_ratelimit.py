@@ -36,15 +36,28 @@ def test_the_block_lifts_once_the_failures_are_two_windows_old(db, clock):
     assert not ratelimit.is_blocked("198.51.100.1")
 
 
-def test_the_site_wide_limit_holds_across_an_hour_edge(db, clock, settings):
+def test_the_site_wide_threshold_holds_across_an_hour_edge_and_blocks_nobody(db, clock, settings):
     settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = 100
     settings.PHR_SHARE_FAILURES_SITE_PER_HOUR = 3
     clock["t"] -= 1
     ratelimit.record_failure("198.51.100.1")
     ratelimit.record_failure("198.51.100.2")
+    assert not ratelimit.site_under_attack()
     clock["t"] += 2
     ratelimit.record_failure("198.51.100.3")
-    assert ratelimit.is_blocked("198.51.100.4")
+    assert ratelimit.site_under_attack()
+    # Slowed, not refused: an address that has done nothing wrong is not blocked.
+    assert not ratelimit.is_blocked("198.51.100.4")
+
+
+def test_hospitals_deposit_failures_slow_but_never_block_other_hospitals(db, clock, settings):
+    settings.PHR_SHARE_FAILURES_PER_IP_PER_MINUTE = 100
+    settings.PHR_SHARE_FAILURES_SITE_PER_HOUR = 3
+    for organisation in (1, 2, 3):
+        ratelimit.record_deposit_failure(organisation)
+    assert ratelimit.deposit_site_under_attack()
+    assert not ratelimit.deposit_is_blocked(4)
+    assert not ratelimit.site_under_attack()  # the doctors' counters are apart
 
 
 def test_an_ipv6_host_counts_as_its_whole_64(db, clock):

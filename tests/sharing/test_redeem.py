@@ -195,16 +195,32 @@ def test_failures_per_address_are_limited(patient, ct, doctor, client, settings)
     assert open_with_code(client, plain.code).status_code == 302
 
 
-def test_failures_site_wide_are_limited(patient, ct, settings):
+def test_past_the_site_wide_threshold_guesses_are_slowed_and_a_right_code_still_opens(
+    patient, ct, settings, monkeypatch
+):
+    """A few addresses' wrong guesses must not make every share unopenable: past the site-wide
+    threshold each failed check costs a server-side delay (slowing every guesser at once), and
+    a correct code still opens at once."""
     from django.test import Client
 
+    from phr.sharing import ratelimit
+
+    delays = []
+    monkeypatch.setattr(ratelimit.time, "sleep", delays.append)
     settings.PHR_SHARE_FAILURES_SITE_PER_HOUR = 5
+    settings.PHR_SHARE_SLOWDOWN_SECONDS = 1.5
     _share, plain = make_share(patient, [ct])
     for n in range(5):
         guesser = Client(REMOTE_ADDR=f"198.51.100.{n}")
         assert open_with_code(guesser, "0000-0000-0000-0000").status_code == 403
+    assert delays == []  # below the threshold, no delay
+    late = Client(REMOTE_ADDR="198.51.100.77")
+    assert open_with_code(late, "0000-0000-0000-0000").status_code == 403
+    assert open_with_link(late, "x" * 43).status_code == 403
+    assert delays == [1.5, 1.5]
     fresh = Client(REMOTE_ADDR="192.0.2.99")
-    assert open_with_code(fresh, plain.code).status_code == 429
+    assert open_with_code(fresh, plain.code).status_code == 302
+    assert delays == [1.5, 1.5]  # the right code is not held up
 
 
 @pytest.mark.parametrize("path", ["/access", "/s/{token}"])

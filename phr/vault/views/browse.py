@@ -103,6 +103,7 @@ def delete_study(request, study_id):
 @require_GET
 def series_thumbnail(request, series_id):
     series = get_series_or_404(request, series_id)
+    record_look(request, series.study, Seen(Look.PREVIEWS, images={series.study_id: [series.pk]}))
     instance = thumbnails.cover_instance(series)
     # A doctor's browser, often a shared hospital PC, keeps it only while their access lasts.
     max_age = cache_seconds(request, series.study, THUMBNAIL_MAX_AGE)
@@ -138,6 +139,10 @@ def document_file(request, document_id):
     response["X-Content-Type-Options"] = "nosniff"
     # A PDF is opened in our origin: sandboxed, any script in it can't reach the vault.
     response["Content-Security-Policy"] = "sandbox; frame-ancestors 'none'"
+    if not request.user.is_authenticated:
+        # A doctor's browser, often a shared hospital PC, keeps no copy of a report.
+        response["Cache-Control"] = "private, no-store"
+        return response
     return _private(response, 0, etag)
 
 
