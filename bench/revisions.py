@@ -55,12 +55,13 @@ def main() -> None:
                 print(f"round {round_number}, {label}: {' '.join(command)}", flush=True)
                 for name, value in run(checkout, command).items():
                     figures[label].setdefault(name, []).append(value)
-        print(f"\n{'figure':<44}{'before':>12}{'after':>12}{'after/before':>14}  (medians)")
+        print(f"\n{'figure':<40}{'before':>10}{'after':>10}{'after/before':>14}  (medians; rounds)")
         for name, values in figures["after"].items():
-            old = statistics.median(figures["before"].get(name, [float("nan")]))
-            new = statistics.median(values)
+            earlier = figures["before"].get(name, [float("nan")])
+            old, new = statistics.median(earlier), statistics.median(values)
             ratio = new / old if old else float("nan")
-            print(f"{name:<44}{old:>12.1f}{new:>12.1f}{ratio:>13.2f}x")
+            rounds = " / ".join(f"{a:.0f}:{b:.0f}" for a, b in zip(earlier, values, strict=False))
+            print(f"{name:<40}{old:>10.1f}{new:>10.1f}{ratio:>13.2f}x  {rounds}")
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, check=False)
 

@@ -30,13 +30,13 @@ def record_seen(shares, client, study: Study, seen: Seen, now=None) -> None:
     if not shares:
         return
     now = now or timezone.now()
-    Share.objects.filter(pk__in=[share.pk for share in shares]).update(last_used_at=now)
+    _note_use(shares, now)
     kind = Event(seen.look.value)
     if seen.look in COUNTED:
-        words = _series_words(study, seen.images)
+        words = _SeriesWords(study, seen.images)
         for share in shares:
             for series_id, ids in seen.images.items():
-                _count(share, client, kind, series_id, ids, words[series_id], now)
+                _count(share, client, kind, series_id, ids, words, now)
         return
     for share in shares:
         if seen.document is not None:
@@ -44,6 +44,18 @@ def record_seen(shares, client, study: Study, seen: Seen, now=None) -> None:
             record(share, kind, client, at=now, detail=name, object_id=seen.document.pk)
         elif not _just_seen(share, client, kind, study, now):
             record(share, kind, client, at=now, detail=study_words(study), object_id=study.pk)
+
+
+def _note_use(shares, now) -> None:
+    """The shares' "last used" time, to the minute: the viewer's batches come many a minute,
+    and a write each would cost every one of them."""
+    stale = [
+        share.pk
+        for share in shares
+        if share.last_used_at is None or now - share.last_used_at >= timedelta(minutes=1)
+    ]
+    if stale:
+        Share.objects.filter(pk__in=stale).update(last_used_at=now)
 
 
 def _just_seen(share, client, kind, study, now) -> bool:
@@ -56,7 +68,7 @@ def _just_seen(share, client, kind, study, now) -> bool:
     return recent.exists()
 
 
-def _count(share, client, kind, series_id, ids, words: str, now) -> None:
+def _count(share, client, kind, series_id, ids, words: "_SeriesWords", now) -> None:
     """Add `ids` to this browser's count for the series this hour, starting the line if it is
     the first image of the hour. Two or three queries, however many images the batch holds."""
     key = {
@@ -71,7 +83,8 @@ def _count(share, client, kind, series_id, ids, words: str, now) -> None:
         if tally is None:
             try:
                 with transaction.atomic():
-                    event = record(share, kind, client, at=now, detail=words, object_id=series_id)
+                    detail = words[series_id]
+                    event = record(share, kind, client, at=now, detail=detail, object_id=series_id)
                     tally = Tally.objects.create(event=event, last_at=now, **key)
             except IntegrityError:  # a batch of the same series, in flight beside this one
                 tally = Tally.objects.select_for_update().get(**key)
@@ -87,14 +100,25 @@ def _merged(seen: bytes, ids) -> bytes:
     return b"".join(sorted(known))
 
 
-def _series_words(study: Study, images: dict) -> dict:
-    """{series id: "CT Axial 2.5mm, in Chest CT (3 Mar 2025)"}, in one query."""
-    of_study = study_words(study)
-    if study.pk in images:  # PREVIEWS: counted under the study
-        return {study.pk: of_study[:300]}
-    rows = Series.objects.filter(pk__in=list(images)).values_list("pk", "description", "number")
-    words = {}
-    for pk, description, number in rows:
-        name = description or f"Series {number or ''}".strip()
-        words[pk] = f"{name}, in {of_study}"[:300]
-    return {series_id: words.get(series_id, of_study) for series_id in images}
+class _SeriesWords:
+    """{series id: "CT Axial 2.5mm, in Chest CT (3 Mar 2025)"}, read in one query, and only if
+    a new line needs them: a batch that adds to this hour's line needs no words."""
+
+    def __init__(self, study: Study, images: dict):
+        self.study, self.ids, self.words = study, list(images), None
+
+    def __getitem__(self, series_id) -> str:
+        if self.words is None:
+            self.words = self._read()
+        return self.words[series_id]
+
+    def _read(self) -> dict:
+        of_study = study_words(self.study)
+        if self.study.pk in self.ids:  # PREVIEWS: counted under the study
+            return {self.study.pk: of_study[:300]}
+        rows = Series.objects.filter(pk__in=self.ids).values_list("pk", "description", "number")
+        words = {}
+        for pk, description, number in rows:
+            name = description or f"Series {number or ''}".strip()
+            words[pk] = f"{name}, in {of_study}"[:300]
+        return {series_id: words.get(series_id, of_study) for series_id in self.ids}
