@@ -51,7 +51,10 @@ def main() -> None:
         shutil.copytree(ROOT / "bench", before / "bench")
         figures: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
         for round_number in range(1, args.rounds + 1):
-            for label, checkout in (("before", before), ("after", ROOT)):
+            order = [("before", before), ("after", ROOT)]
+            # Each goes first in turn: whatever the first run of a round leaves behind (a warm
+            # page cache, a busy disk) favours neither.
+            for label, checkout in order if round_number % 2 else order[::-1]:
                 print(f"round {round_number}, {label}: {' '.join(command)}", flush=True)
                 for name, value in run(checkout, command).items():
                     figures[label].setdefault(name, []).append(value)
