@@ -78,6 +78,8 @@ def _count(share, client, kind, series_id, ids, words: "_SeriesWords", now) -> N
         "series_id": series_id,
         "hour": now.replace(minute=0, second=0, microsecond=0),
     }
+    if _already_counted(key, ids, now):
+        return
     with transaction.atomic():
         tally = Tally.objects.select_for_update().filter(**key).first()
         if tally is None:
@@ -92,6 +94,18 @@ def _count(share, client, kind, series_id, ids, words: "_SeriesWords", now) -> N
         Tally.objects.filter(pk=tally.pk).update(
             seen=seen, images=len(seen) // ID_SIZE, last_at=max(now, tally.last_at)
         )
+
+
+def _already_counted(key: dict, ids, now) -> bool:
+    """Whether this hour's line already counts every one of `ids` and ends in this minute (the
+    page shows minutes): then nothing changes, and no write lock is taken. A reload, or the
+    viewport asking for an image a batch brought, costs one read."""
+    found = Tally.objects.filter(**key).values_list("seen", "last_at").first()
+    if found is None:
+        return False
+    seen, last_at = bytes(found[0]), found[1]
+    same_minute = last_at.replace(second=0, microsecond=0) == now.replace(second=0, microsecond=0)
+    return same_minute and _merged(seen, ids) == seen
 
 
 def _merged(seen: bytes, ids) -> bytes:

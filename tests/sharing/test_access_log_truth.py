@@ -9,7 +9,9 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -76,7 +78,12 @@ def test_the_same_images_fetched_again_are_not_counted_twice(doctor, listing):
     share, data = listing
     images = stack(data)["images"]
     fetch_batch(doctor, data, images[:6])
-    fetch_batch(doctor, data, images[:6])  # the doctor reloaded the page
+    with CaptureQueriesContext(connection) as queries:
+        fetch_batch(doctor, data, images[:6])  # the doctor reloaded the page
+    # Nothing new to count (within the minute the page shows): read, not written. (Read now:
+    # the next request empties the connection's query log.)
+    tallied = [q["sql"] for q in queries.captured_queries if "sharing_tally" in q["sql"]]
+    assert tallied and not [sql for sql in tallied if sql.startswith(("UPDATE", "INSERT"))]
     doctor.get(images[0]["url"])  # and the viewport asked for the first one on its own
     [tally] = counted(share)
     assert tally.images == 6
