@@ -357,6 +357,9 @@ PHR_SHARE_FAILURES_SITE_PER_HOUR = envint("PHR_SHARE_FAILURES_SITE_PER_HOUR", 10
 # Past that many failures site-wide, each failed check waits this long (slows every guesser at
 # once; blocks nobody). phr/sharing/guessing.py and scripts/guessing_odds.py model the effect.
 PHR_SHARE_SLOWDOWN_SECONDS = envfloat("PHR_SHARE_SLOWDOWN_SECONDS", 1.0)
+# A doctor's single-image requests are counted in the access log in bulk, at most this long
+# after the first of them (phr/sharing/tallies.py); 0 writes each one at once.
+PHR_AUDIT_FLUSH_SECONDS = envfloat("PHR_AUDIT_FLUSH_SECONDS", 2.0)
 # A doctor's access to one share ends at the share's expiry or after this, whichever is first.
 PHR_DOCTOR_SESSION_SECONDS = envint("PHR_DOCTOR_SESSION_SECONDS", 12 * 3600)
 # How long the new code, link and printable card stay visible to the patient after creating.

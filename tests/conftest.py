@@ -34,6 +34,9 @@ def _fast_and_isolated(settings, tmp_path):
     # A series bundle is built during the request that first needs it, not in a thread that
     # would outlive the test (tests/viewer/test_bundles.py tries the thread on its own).
     settings.PHR_SERIES_BUNDLES = "inline"
+    # The access log's counts are written at once, not by a timer's thread that would outlive
+    # the test (tests/sharing/test_access_log_truth.py tries the timer on its own).
+    settings.PHR_AUDIT_FLUSH_SECONDS = 0
     if settings.STORAGE_BACKEND == "filesystem":
         _media_in(settings, tmp_path)
 

@@ -7,13 +7,12 @@ viewer fetches batch after batch (phr.sharing.models.Tally). A document is a lin
 by name; the study page, the viewer and the ZIP a line each.
 """
 
-import uuid
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from phr.sharing.models import Event, Share, Tally
+from phr.sharing import tallies
+from phr.sharing.models import Event, Share
 from phr.sharing.services import record, study_words
 from phr.vault.access import Look, Seen
 from phr.vault.models import Series, Study
@@ -22,7 +21,6 @@ COUNTED = frozenset({Look.IMAGES, Look.TAGS, Look.PREVIEWS})
 # A study's page, the viewer on it and the viewer's list of its images, asked for within this
 # many seconds by one browser, are one look.
 SAME_LOOK_SECONDS = 60
-ID_SIZE = 16  # bytes of a UUID in Tally.seen
 
 
 def record_seen(shares, client, study: Study, seen: Seen, now=None) -> None:
@@ -69,8 +67,8 @@ def _just_seen(share, client, kind, study, now) -> bool:
 
 
 def _count(share, client, kind, series_id, ids, words: "_SeriesWords", now) -> None:
-    """Add `ids` to this browser's count for the series this hour, starting the line if it is
-    the first image of the hour. Two or three queries, however many images the batch holds."""
+    """Add `ids` to this browser's count for the series this hour (phr.sharing.tallies),
+    starting the line if they are the hour's first."""
     key = {
         "share": share,
         "visitor": client.visitor,
@@ -78,40 +76,11 @@ def _count(share, client, kind, series_id, ids, words: "_SeriesWords", now) -> N
         "series_id": series_id,
         "hour": now.replace(minute=0, second=0, microsecond=0),
     }
-    if _already_counted(key, ids, now):
-        return
-    with transaction.atomic():
-        tally = Tally.objects.select_for_update().filter(**key).first()
-        if tally is None:
-            try:
-                with transaction.atomic():
-                    detail = words[series_id]
-                    event = record(share, kind, client, at=now, detail=detail, object_id=series_id)
-                    tally = Tally.objects.create(event=event, last_at=now, **key)
-            except IntegrityError:  # a batch of the same series, in flight beside this one
-                tally = Tally.objects.select_for_update().get(**key)
-        seen = _merged(bytes(tally.seen), ids)
-        Tally.objects.filter(pk=tally.pk).update(
-            seen=seen, images=len(seen) // ID_SIZE, last_at=max(now, tally.last_at)
-        )
 
+    def start_line():
+        return record(share, kind, client, at=now, detail=words[series_id], object_id=series_id)
 
-def _already_counted(key: dict, ids, now) -> bool:
-    """Whether this hour's line already counts every one of `ids` and ends in this minute (the
-    page shows minutes): then nothing changes, and no write lock is taken. A reload, or the
-    viewport asking for an image a batch brought, costs one read."""
-    found = Tally.objects.filter(**key).values_list("seen", "last_at").first()
-    if found is None:
-        return False
-    seen, last_at = bytes(found[0]), found[1]
-    same_minute = last_at.replace(second=0, microsecond=0) == now.replace(second=0, microsecond=0)
-    return same_minute and _merged(seen, ids) == seen
-
-
-def _merged(seen: bytes, ids) -> bytes:
-    known = {seen[at : at + ID_SIZE] for at in range(0, len(seen), ID_SIZE)}
-    known.update(uuid.UUID(str(pk)).bytes for pk in ids)
-    return b"".join(sorted(known))
+    tallies.count(key, ids, now, start_line)
 
 
 class _SeriesWords:

@@ -5,12 +5,13 @@ per kind of object serves the patient and the doctor alike, so there is no way a
 
 import io
 import json
+import time
 import zipfile
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
-from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -102,12 +103,15 @@ def test_a_single_image_and_another_series_are_counted_apart(doctor, listing):
     }
 
 
-def test_a_new_hour_starts_a_new_line(doctor, listing):
+def test_a_new_hour_starts_a_new_line(doctor, listing, monkeypatch):
+    from phr.sharing import audit
+
     share, data = listing
     images = stack(data)["images"]
     fetch_batch(doctor, data, images[:2])
-    # As if those two had been fetched in the hour before.
-    Tally.objects.filter(share=share).update(hour=F("hour") - timedelta(hours=1))
+    # An hour later, as far as the access log can tell (the doctor's session, unchanged).
+    later = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(audit, "timezone", SimpleNamespace(now=lambda: later))
     fetch_batch(doctor, data, images[2:4])
     assert sorted(tally.images for tally in counted(share)) == [2, 2]
 
@@ -226,3 +230,46 @@ def test_the_page_the_viewer_and_its_list_are_one_look(doctor, listing, ct):
     assert doctor.get(reverse("viewer:study", args=[ct.id])).status_code == 200
     assert doctor.get(reverse("viewer:study_images", args=[ct.id])).status_code == 200
     assert share.events.filter(kind=Event.VIEWED).count() == 1
+
+
+@pytest.fixture
+def gathering(settings):
+    """Single images counted in bulk, as in production (the suite writes each at once)."""
+    from phr.sharing import tallies
+
+    settings.PHR_AUDIT_FLUSH_SECONDS = 3600
+    yield tallies
+    if tallies._timer is not None:
+        tallies._timer.cancel()
+    tallies._pending.clear()  # nothing of this test's left for the next one
+    tallies._known.clear()
+
+
+def test_single_images_are_counted_in_bulk_after_the_line_is_written(doctor, listing, gathering):
+    share, data = listing
+    images = stack(data)["images"]
+    for image in images[:4]:
+        assert doctor.get(image["url"]).status_code in (200, 302)
+    # The line is in the log with the first image, before its bytes went out...
+    [tally] = counted(share)
+    assert tally.images == 1
+    # ...and the rest are written together (by the timer, or when the process exits).
+    gathering.flush()
+    [tally] = counted(share)
+    assert tally.images == 4
+    # A batch is written at once.
+    fetch_batch(doctor, data, images)
+    [tally] = counted(share)
+    assert tally.images == SLICES
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_timer_writes_what_was_gathered(doctor, listing, gathering, settings):
+    settings.PHR_AUDIT_FLUSH_SECONDS = 0.2
+    share, data = listing
+    for image in stack(data)["images"][:3]:
+        assert doctor.get(image["url"]).status_code in (200, 302)
+    deadline = time.monotonic() + 30
+    while counted(share)[0].images < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counted(share)[0].images == 3
