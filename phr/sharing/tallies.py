@@ -8,8 +8,8 @@ time) those writes queue behind every upload: measured with bench/load.py, a doc
 file by file lost a third of its speed and uploads far more.
 
 So:
-- the first image of a line, in each process, is written before its bytes go out: the line is
-  in the patient's log before anything is served;
+- the first image of a line is written before its bytes go out: the line is in the patient's
+  log before anything is served (each web process looks a line up once, with a plain read);
 - a batch is written at once, with whatever single images had gathered;
 - later single images are gathered in the process and written together, once FLUSH_IMAGES have
   gathered or PHR_AUDIT_FLUSH_SECONDS after the first of them (a timer), whichever comes first,
@@ -18,6 +18,7 @@ So:
 """
 
 import atexit
+import logging
 import threading
 import time
 import uuid
@@ -28,6 +29,8 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 
 from phr.sharing.models import Tally
+
+log = logging.getLogger(__name__)
 
 FLUSH_IMAGES = 50
 ID_SIZE = 16  # bytes of a UUID in Tally.seen
@@ -55,11 +58,12 @@ def count(key: dict, ids, now: datetime, start_line) -> None:
     with _lock:
         tally_id = _known.get(marker)
     if tally_id is None:
-        tally_id = _write_now(key, raw, now, start_line)
+        tally_id, started = _find_or_start(key, raw, now, start_line)
         with _lock:
             _forget_past_hours(key["hour"])
             _known[marker] = tally_id
-        return
+        if started:
+            return
     delay = settings.PHR_AUDIT_FLUSH_SECONDS
     with _lock:
         pending = _pending.setdefault(marker, _Pending(tally_id, time.monotonic()))
@@ -84,21 +88,28 @@ def flush() -> None:
     with _lock:
         taken = list(_pending.values())
         _pending.clear()
-    for pending in taken:
-        _add(pending.tally_id, pending.ids, pending.last_at)
+    if not taken:
+        return
+    with transaction.atomic():  # one write for all: on SQLite each write waits its turn
+        for pending in taken:
+            _add(pending.tally_id, pending.ids, pending.last_at)
 
 
-def _write_now(key: dict, raw: set, now: datetime, start_line) -> int:
-    with transaction.atomic():
-        tally = Tally.objects.filter(**key).first()
-        if tally is None:
-            try:
-                with transaction.atomic():
-                    tally = Tally.objects.create(event=start_line(), last_at=now, **key)
-            except IntegrityError:  # another process started the same line just now
-                tally = Tally.objects.get(**key)
-    _add(tally.pk, raw, now)
-    return tally.pk
+def _find_or_start(key: dict, raw: set, now: datetime, start_line) -> tuple[int, bool]:
+    """(the line's Tally id, whether it was started now, with `raw` counted). Looked for with
+    a plain read first: on SQLite a write waits for the one writer (an upload, say), and every
+    web process meets every line once."""
+    tally_id = Tally.objects.filter(**key).values_list("pk", flat=True).first()
+    if tally_id is not None:
+        return tally_id, False
+    seen = _merged(b"", raw)
+    try:
+        with transaction.atomic():
+            event = start_line()
+            fields = {"seen": seen, "images": len(seen) // ID_SIZE, "last_at": now}
+            return Tally.objects.create(event=event, **fields, **key).pk, True
+    except IntegrityError:  # another process started the same line just now
+        return Tally.objects.filter(**key).values_list("pk", flat=True).get(), False
 
 
 def _add(tally_id: int, raw: set, last_at: datetime) -> None:
@@ -145,4 +156,11 @@ def _flush_from_timer() -> None:
         connection.close()
 
 
-atexit.register(flush)
+def _flush_at_exit() -> None:
+    try:
+        flush()
+    except Exception:  # the database may be gone already; say so rather than fail the exit
+        log.exception("could not write the access log's last counts at exit")
+
+
+atexit.register(_flush_at_exit)
