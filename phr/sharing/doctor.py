@@ -97,7 +97,7 @@ def access_ends_at(request, study) -> float:
     grants of its live shares that hold the study (each is the share's end or the 12-hour
     limit, whichever comes first); 0 when it has none."""
     grants = _grants(request)
-    holding = live_shares(request).filter(studies=study).values_list("pk", flat=True)
+    holding = [share.pk for share in shares_holding(request, study)]
     return max((grants[str(pk)]["until"] for pk in holding if str(pk) in grants), default=0)
 
 
@@ -140,8 +140,12 @@ def check_grants(request) -> GrantCheck:
 
 
 def shares_holding(request, study) -> list[Share]:
-    """This browser's live shares that include `study` (re-checked in the database)."""
-    return list(live_shares(request).filter(studies=study))
+    """This browser's live shares that include `study`, checked in the database once per
+    request (an image request asks twice: to log the look, and how long it may be cached)."""
+    asked = request.__dict__.setdefault("_phr_shares_holding", {})
+    if study.pk not in asked:
+        asked[study.pk] = list(live_shares(request).filter(studies=study))
+    return asked[study.pk]
 
 
 def may_download(request, study) -> bool:
