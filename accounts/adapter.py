@@ -1,6 +1,6 @@
 from allauth.mfa.adapter import DefaultMFAAdapter
 
-from accounts.crypto import decrypt_text, encrypt_text
+from phr.lib.crypto import decrypt_text, encrypt_text
 
 
 class MFAAdapter(DefaultMFAAdapter):

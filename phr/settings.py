@@ -42,7 +42,7 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-# TOTP secrets are encrypted with a key derived from this (see accounts.crypto). It defaults to
+# TOTP secrets are encrypted with a key derived from this (see phr.lib.crypto). It defaults to
 # SECRET_KEY so that a fresh clone works; production should set its own and keep it backed up.
 FIELD_ENCRYPTION_KEY = envstr("PHR_FIELD_ENCRYPTION_KEY") or SECRET_KEY
 
@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "phr.hospital",
     "phr.rights",
     "viewer",
+    "phr.demo",
 ]
 
 MIDDLEWARE = [
@@ -106,6 +107,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "phr.core.context_processors.site",
+                "phr.vault.context_processors.inbox",
             ],
         },
     },
@@ -347,7 +349,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "errors/locked_out.html"
 
 # --- Sharing with doctors ------------------------------------------------------------------
-# Codes, link tokens and PINs are stored only as HMACs under this key (see phr.sharing.codes).
+# Codes, link tokens and PINs are stored only as HMACs under this key (see phr.lib.codes).
 # Empty: a key derived from SECRET_KEY with HKDF. Changing it (or SECRET_KEY, when this is empty)
 # makes every existing code and link stop working.
 PHR_SHARE_KEY = envstr("PHR_SHARE_KEY")

@@ -37,7 +37,8 @@ def measure_check_seconds(rounds: int = 5, per_round: int = 100) -> float:
 def _fastest_round(rounds: int, per_round: int) -> float:
     from django.core.cache import cache
 
-    from phr.sharing import codes, services
+    from phr.lib import codes
+    from phr.sharing import services
 
     fastest = float("inf")
     for _ in range(rounds):

@@ -20,7 +20,7 @@ from phr.vault.access import (
     visible_documents,
     visible_studies,
 )
-from viewer import services, tags
+from viewer import catalogue, delivery, tags
 
 # A doctor whose share ends while the viewer is open gets "This share has ended" (410) on the
 # page and on each of the viewer's requests: phr.sharing.middleware turns their 404s into it.
@@ -33,17 +33,17 @@ def study(request, study_id):
     context = {
         "study": study,
         "documents": visible_documents(request).filter(study=study),
-        "download_url": services.download_url(request, study),
+        "download_url": catalogue.download_url(request, study),
         "is_owner": is_owner(request, study),
-        "wasm_base_path": services.wasm_base_path(),
-        "first_image_url": services.first_image_url(study),
+        "wasm_base_path": catalogue.wasm_base_path(),
+        "first_image_url": catalogue.first_image_url(study),
         "test_hook": settings.PHR_VIEWER_TEST_HOOK,
         "renderer": settings.PHR_VIEWER_RENDERER,
     }
     response = render(request, "viewer/study.html", context)
     # The codecs are WebAssembly; images may come from the object store's origin.
     update = {"script-src": ["'wasm-unsafe-eval'"]}
-    origin = services.storage_origin()
+    origin = catalogue.storage_origin()
     if origin:
         update["connect-src"] = [origin]
     response._csp_update = update  # what csp.decorators.csp_update does, but per request
@@ -58,7 +58,7 @@ def study_images(request, study_id):
     # The patient's list carries nginx's signed links to every image; a doctor's viewer asks
     # for them batch by batch, so that each batch is in the patient's log and its links are
     # fresh (they live a minute).
-    data = services.study_images(
+    data = catalogue.study_images(
         study, visible_studies(request), with_links=is_owner(request, study)
     )
     response = JsonResponse(data)
@@ -71,12 +71,12 @@ def study_files(request, study_id):
     """Many images of a study in one request: how the viewer loads a whole series."""
     study = get_study_or_404(request, study_id)
     try:
-        ids = services.parse_instance_ids(request.GET.get("ids", ""))
+        ids = delivery.parse_instance_ids(request.GET.get("ids", ""))
     except ValueError as error:
         return HttpResponseBadRequest(f"ids: {error}", content_type="text/plain")
-    located = services.locate(study, ids)
-    record_look(request, study, Seen(Look.IMAGES, images=services.by_series(located)))
-    return services.files_response(request, study, located)
+    located = delivery.locate(study, ids)
+    record_look(request, study, Seen(Look.IMAGES, images=delivery.by_series(located)))
+    return delivery.files_response(request, study, located)
 
 
 @require_safe
@@ -84,7 +84,7 @@ def instance(request, instance_id):
     instance = get_instance_or_404(request, instance_id)
     study = instance.series.study
     record_look(request, study, Seen(Look.IMAGES, images={instance.series_id: [instance.pk]}))
-    return services.instance_response(request, instance)
+    return delivery.instance_response(request, instance)
 
 
 @require_safe

@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from phr.sharing import codes
+from phr.lib import codes
 
 # 13 Crockford base32 symbols = 65 bits, and it still fits a 16-character AE title with room
 # to spare: hospital staff type it as the destination node's Called AE title.

@@ -29,8 +29,8 @@ from phr.hospital.models import (
     Organisation,
     hash_deposit_code,
 )
-from phr.sharing import codes, ratelimit
-from phr.vault import browse, bundles
+from phr.lib import codes, ratelimit
+from phr.vault import bundles, lifecycle
 from phr.vault.indexing import recount_study
 from phr.vault.ingest import Delivery, IngestResult, Outcome, ingest_file
 from phr.vault.models import Source, Study
@@ -87,7 +87,7 @@ def open_deposit(typed_code: str, organisation: Organisation, ip: str | None) ->
 
     Wrong, expired and revoked codes all fail the same way and count against the organisation
     (its token, whatever address it sends from), so a hospital's token can't be used to guess
-    patients; apart from the doctors' counters (phr.sharing.ratelimit)."""
+    patients; apart from the doctors' counters (phr.lib.ratelimit)."""
     if ratelimit.deposit_is_blocked(organisation.pk):
         raise DepositRefused(DepositRefused.RATE_LIMITED)
     code = codes.normalise_code(typed_code, DEPOSIT_CODE_LENGTH)
@@ -247,4 +247,4 @@ def accept(study: Study) -> Study:
 
 def reject(study: Study) -> None:
     """Delete an Inbox study and every blob only it used (images shared with the vault stay)."""
-    browse.delete_study(study)
+    lifecycle.delete_study(study)

@@ -15,8 +15,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from phr.hospital import services
 from phr.hospital.models import DepositCode, Organisation, format_deposit_code
-from phr.sharing import reveal
-from phr.sharing.decorators import secret_page
+from phr.lib import reveal
+from phr.lib.http import secret_page
 from phr.vault import browse
 from phr.vault.access import get_study_or_404, inbox_studies
 

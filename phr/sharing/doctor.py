@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from phr.sharing import services
 from phr.sharing.models import Share
 from phr.vault.models import Study
 
@@ -151,3 +152,21 @@ def shares_holding(request, study) -> list[Share]:
 def may_download(request, study) -> bool:
     """Whether one of this browser's live shares holding `study` allows downloading it."""
     return live_shares(request).filter(studies=study, allow_download=True).exists()
+
+
+def refuse_ended(request, *, forget: bool) -> GrantCheck:
+    """Sort this browser's grants (check_grants) and log each share that has ended as refused
+    in its patient's access log, once per browser: the viewer may ask for many images after a
+    revocation. `forget`: drop the ended and gone grants too (the
+    doctor's pages do, once they have said that the share ended)."""
+    check = check_grants(request)
+    unlogged = [share for share in check.ended if not refusal_logged(request, share)]
+    if unlogged:
+        client = services.Client.from_request(request, visitor=visitor_tag(request))
+        for share in unlogged:
+            services.refused_after_end(share, client)
+    if forget and (check.ended or check.gone):
+        drop_grants(request, [str(share.pk) for share in check.ended] + check.gone)
+    elif unlogged:
+        note_refusal_logged(request, unlogged)
+    return check

@@ -3,7 +3,7 @@ from datetime import datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from phr.sharing import codes
+from phr.lib import codes
 
 EXPIRY_CHOICES = [
     ("1", "1 day"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 
-from phr.sharing import codes
+from phr.lib import codes
 
 HOURS_PER_YEAR = 365.25 * 24
 

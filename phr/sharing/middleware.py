@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
-from phr.sharing import services
+from phr.sharing import doctor
 
 
 class EndedShareMiddleware:
@@ -33,7 +33,7 @@ def ended_share_response(request):
     (fetch: Sec-Fetch-Dest "empty") a short answer."""
     if request.user.is_authenticated:
         return None
-    check = services.refuse_ended_grants(request, forget=False)
+    check = doctor.refuse_ended(request, forget=False)
     if not check.ended:
         return None
     if request.headers.get("Sec-Fetch-Dest", "document") in ("document", "iframe"):

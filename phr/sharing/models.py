@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from phr.sharing import codes
+from phr.lib import codes
 from phr.vault.models import Study
 
 MAX_WRONG_PINS = 10

@@ -10,7 +10,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from phr.sharing import doctor, emails, ratelimit
+from phr.lib import ratelimit
+from phr.sharing import emails
 from phr.sharing.models import (
     MAX_WRONG_PINS,
     AccessEvent,
@@ -212,24 +213,6 @@ def used(share: Share, kind: str, client: Client, *, detail: str = "", object_id
     """A doctor looked at, opened or downloaded something under this share."""
     Share.objects.filter(pk=share.pk).update(last_used_at=timezone.now())
     record(share, kind, client, detail=detail[:300], object_id=object_id)
-
-
-def refuse_ended_grants(request, *, forget: bool) -> doctor.GrantCheck:
-    """Sort this browser's grants (phr.sharing.doctor.check_grants) and log each share that
-    has ended as refused in its patient's access log, once per browser: the viewer may ask
-    for many images after a revocation. `forget`: drop the ended and gone grants too (the
-    doctor's pages do, once they have said that the share ended)."""
-    check = doctor.check_grants(request)
-    unlogged = [share for share in check.ended if not doctor.refusal_logged(request, share)]
-    if unlogged:
-        client = Client.from_request(request, visitor=doctor.visitor_tag(request))
-        for share in unlogged:
-            refused_after_end(share, client)
-    if forget and (check.ended or check.gone):
-        doctor.drop_grants(request, [str(share.pk) for share in check.ended] + check.gone)
-    elif unlogged:
-        doctor.note_refusal_logged(request, unlogged)
-    return check
 
 
 def refused_after_end(share: Share, client: Client) -> None:

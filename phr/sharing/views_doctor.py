@@ -10,8 +10,9 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from phr.sharing import doctor, ratelimit, services
-from phr.sharing.decorators import secret_page
+from phr.lib import ratelimit
+from phr.lib.http import secret_page
+from phr.sharing import doctor, services
 from phr.sharing.forms import AccessCodeForm, LinkPinForm
 from phr.sharing.models import Share
 from phr.vault import browse, thumbnails
@@ -127,7 +128,7 @@ def doctor_required(view):
     def wrapper(request, *args, **kwargs):
         if request.user.is_authenticated:
             return _signed_in_patient(request)
-        check = services.refuse_ended_grants(request, forget=True)
+        check = doctor.refuse_ended(request, forget=True)
         if check.ended:
             context = {"ended": check.ended, "others": bool(check.live)}
             return render(request, "sharing/doctor/ended.html", context, status=410)

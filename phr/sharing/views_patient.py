@@ -14,8 +14,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from phr.sharing import reveal, services
-from phr.sharing.decorators import secret_page
+from phr.lib import reveal
+from phr.lib.http import secret_page
+from phr.sharing import services
 from phr.sharing.forms import ShareForm
 from phr.sharing.models import Secrets, Share, Status
 from phr.sharing.qr import qr_svg

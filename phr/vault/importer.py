@@ -1,7 +1,7 @@
 """Importing a folder or a ZIP that is already on the server (a CD copied by an administrator,
 the demo patient's images) through the same ingest service as a browser upload.
 
-The `import_dicom` command and `accounts.demo` both use it. Results stream one file at a time,
+The `import_dicom` command and `phr.demo` both use it. Results stream one file at a time,
 so a 20,000-file CD needs no more memory than one file; `ImportSummary` keeps only tallies.
 """
 

@@ -6,6 +6,7 @@ below) so that parallel uploads into the same study never lose a count.
 
 import math
 import threading
+import uuid
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Sum
@@ -312,3 +313,22 @@ def recount_study(study: Study) -> None:
         modalities=modalities,
         body_parts=body_parts,
     )
+
+
+def keys_in_study(study_id, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, uuid.UUID]]:
+    """{instance id: (storage key, series id)} of those of `ids` that are in the study.
+
+    In SQL: building this query through the ORM (50 UUID lookups, a join) cost more than half
+    of a batch request's time in the view, profiled, and a batch is what Django does per 100
+    images served behind nginx or S3."""
+    marks = ", ".join(["%s"] * len(ids))  # placeholders only: the IDs go as parameters
+    query = (
+        "SELECT i.id, i.storage_key, i.series_id FROM vault_instance i JOIN vault_series s"  # noqa: S608
+        f" ON s.id = i.series_id WHERE s.study_id = %s AND i.id IN ({marks})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [db_uuid(study_id), *(db_uuid(pk) for pk in ids)])
+        rows = cursor.fetchall()
+    # As the database gives them: 32 hex digits on SQLite, UUIDs on PostgreSQL.
+    as_uuid = Instance._meta.pk.to_python
+    return {as_uuid(pk): (key, as_uuid(series_id)) for pk, key, series_id in rows}

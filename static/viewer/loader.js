@@ -4,7 +4,7 @@
 // streams in here, series by series in the order they were asked for, so scrolling soon works
 // over the whole stack.
 //
-// Files come in batches, one request for up to `files_per_batch` files (viewer/services.py
+// Files come in batches, one request for up to `files_per_batch` files (viewer/delivery.py
 // files_response): at hundreds of slices, what each request costs in the server and in the
 // browser adds up to more than the bytes themselves. A worker (fetcher.js) fetches them, off
 // the main thread: from the file system a batch is the files back to back, split as they
@@ -13,7 +13,7 @@
 // then asked for file by file, so that a failure belongs to one image and says why.
 
 // How many files a batch asks for is the server's call (the study's `files_per_batch`, see
-// viewer/services.py): more when the answer is a list of signed links than when it is the files
+// viewer/catalogue.py): more when the answer is a list of signed links than when it is the files
 // themselves. Batches in flight: two of a browser's six connections to the server, leaving the
 // others for the image a doctor scrolls to before the background loading reaches it; measured
 // on a 300-slice CT, two at a time loaded the stack faster and with less processor time than

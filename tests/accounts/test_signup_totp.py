@@ -74,7 +74,7 @@ def test_totp_secret_is_stored_encrypted(patient):
     stored = Authenticator.objects.get(user=patient, type=Authenticator.Type.TOTP).data["secret"]
     assert patient.totp_secret not in stored
     assert stored != patient.totp_secret
-    from accounts.crypto import decrypt_text
+    from phr.lib.crypto import decrypt_text
 
     assert decrypt_text(stored) == patient.totp_secret
 

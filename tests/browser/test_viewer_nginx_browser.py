@@ -121,9 +121,9 @@ def test_links_that_have_expired_are_asked_for_again_in_batches(
     # The list's links have expired by the time the stack loads (a series opened long after the
     # page, or a slow link): nginx answers 410 and the viewer asks Django for fresh links, a
     # batch at a time, rather than failing or falling back to one request per file.
-    from viewer import securelink, services
+    from viewer import catalogue, securelink
 
-    listed = services.study_images
+    listed = catalogue.study_images
 
     def with_expired_links(*args, **kwargs):
         data = listed(*args, **kwargs)
@@ -136,7 +136,7 @@ def test_links_that_have_expired_are_asked_for_again_in_batches(
                     image["link"] = securelink.url(key, now=an_hour_ago)
         return data
 
-    monkeypatch.setattr(services, "study_images", with_expired_links)
+    monkeypatch.setattr(catalogue, "study_images", with_expired_links)
     series = longest_stack(cd_studies)
 
     paths, problems, page = viewer_behind_nginx(series)

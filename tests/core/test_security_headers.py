@@ -20,7 +20,7 @@ def test_security_headers_on_public_pages(client, db, name):
     assert not re.search(r"https?://", csp), "no third-party origin may be allowed"
     assert response["X-Content-Type-Options"] == "nosniff"
     # Pages where a doctor types an access code send their origin at most, never their path
-    # (SECURITY.md item 12; phr.sharing.decorators says why not no-referrer).
+    # (SECURITY.md item 12; phr.lib.http says why not no-referrer).
     expected_referrer = "strict-origin" if name == "doctor_access" else "same-origin"
     assert response["Referrer-Policy"] == expected_referrer
     assert response["X-Frame-Options"] == "DENY"

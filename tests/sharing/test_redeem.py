@@ -203,7 +203,7 @@ def test_past_the_site_wide_threshold_guesses_are_slowed_and_a_right_code_still_
     a correct code still opens at once."""
     from django.test import Client
 
-    from phr.sharing import ratelimit
+    from phr.lib import ratelimit
 
     delays = []
     monkeypatch.setattr(ratelimit.time, "sleep", delays.append)
@@ -230,7 +230,7 @@ def test_code_and_link_pages_are_never_cached_or_referred(patient, ct, doctor, p
     url = path.format(token=plain.token)
     data = {"code": "0000-0000-0000-0000"} if path == "/access" else {}
     response = getattr(doctor, method)(url, data)
-    # The origin at most, never the path with the token (phr.sharing.decorators says why not
+    # The origin at most, never the path with the token (phr.lib.http says why not
     # no-referrer), and nothing in the page overrides it.
     assert response["Referrer-Policy"] == "strict-origin"
     assert "no-store" in response["Cache-Control"]

@@ -7,8 +7,8 @@ from django.urls import reverse
 from pydicom.data import get_testdata_file
 
 from phr.vault import thumbnails
-from phr.vault.browse import delete_study
 from phr.vault.ingest import ingest_file
+from phr.vault.lifecycle import delete_study
 from phr.vault.models import Document, Instance, Series, Study
 from tests.factories import PASSWORD
 from tests.support.vaultdata import ingest_path

@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 
 from phr.hospital.models import Organisation
 from phr.hospital.services import accept
-from phr.vault import browse
+from phr.vault import lifecycle
 from phr.vault.models import Instance, Series, Study
 from tests.hospital.conftest import deliver
 from tests.support.vaultdata import ingest_path
@@ -58,7 +58,7 @@ def test_images_of_one_series_are_counted_exactly(patient, one_series):
 def test_an_image_after_its_study_was_deleted_starts_the_study_afresh(patient, one_series):
     first = ingest_path(patient, one_series[0])
     ingest_path(patient, one_series[1])
-    browse.delete_study(first.study)
+    lifecycle.delete_study(first.study)
 
     again = ingest_path(patient, one_series[2])
 

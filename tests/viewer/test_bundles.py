@@ -19,8 +19,8 @@ from pydicom.uid import generate_uid
 from phr.rights.erasure import erase_account
 from phr.sharing.services import create_share
 from phr.vault import blobs, bundles
-from phr.vault.browse import delete_study
 from phr.vault.checker import check_vault
+from phr.vault.lifecycle import delete_study
 from tests.support.vaultdata import ingest_path, longest_stack
 
 pytestmark = pytest.mark.s3

@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 from phr.vault.models import Instance
 from tests.support.vaultdata import ingest_path
-from viewer.services import FILES_PER_STREAMED_BATCH, MAX_BATCH
+from viewer.catalogue import FILES_PER_STREAMED_BATCH, MAX_BATCH
 
 # The batch endpoint's file-system form; its S3 form is tested in test_s3.py.
 pytestmark = pytest.mark.usefixtures("file_system_storage")

@@ -11,7 +11,7 @@ from django.urls import reverse
 from pydicom.data import get_testdata_file
 
 from tests.support.vaultdata import ingest_path
-from viewer.services import LINKS_PER_BATCH
+from viewer.catalogue import LINKS_PER_BATCH
 
 pytestmark = pytest.mark.s3
 

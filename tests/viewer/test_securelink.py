@@ -23,7 +23,7 @@ from tests.sharing.conftest import make_share, open_with_code
 from tests.support import nginx as nginx_support
 from tests.support.vaultdata import ingest_path, longest_stack
 from viewer import securelink
-from viewer.services import FILES_PER_STREAMED_BATCH, LINKS_PER_BATCH
+from viewer.catalogue import FILES_PER_STREAMED_BATCH, LINKS_PER_BATCH
 
 SECRET = "test-secure-link-secret-0123456789abcdef"
 PREFIX = "/vault-files/"

@@ -2,9 +2,6 @@
 deleting a study. Each view fetches through phr.vault.access (anyone else's object is a 404)
 and leaves the rules to phr.vault.browse and phr.vault.thumbnails."""
 
-import unicodedata
-from urllib.parse import quote
-
 from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,11 +11,12 @@ from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
-from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.cache import get_conditional_response
 from django.utils.dateformat import format as format_date
 from django.views.decorators.http import require_GET, require_http_methods
 
-from phr.vault import browse, thumbnails
+from phr.lib.http import content_disposition, private
+from phr.vault import browse, lifecycle, thumbnails
 from phr.vault.access import (
     Look,
     Seen,
@@ -82,7 +80,7 @@ def _viewer_url(study):
 def delete_study(request, study_id):
     study = get_study_or_404(request, study_id)
     if request.method == "POST":
-        deleted = browse.delete_study(study)
+        deleted = lifecycle.delete_study(study)
         when = f" from {format_date(deleted.study_date, 'j F Y')}" if deleted.study_date else ""
         messages.success(
             request,
@@ -112,13 +110,13 @@ def series_thumbnail(request, series_id):
         etag = f'"thumb-{instance.sha256}"'
         not_modified = get_conditional_response(request, etag=etag)
         if not_modified is not None:
-            return _private(not_modified, max_age, etag)
+            return private(not_modified, max_age, etag)
         key = thumbnails.thumbnail_for(instance)
         if key is not None:
             response = FileResponse(default_storage.open(key, "rb"), content_type="image/png")
-            return _private(response, max_age, etag)
+            return private(response, max_age, etag)
     response = redirect(static(thumbnails.icon_path(series.modality)))
-    return _private(response, ICON_MAX_AGE)
+    return private(response, ICON_MAX_AGE)
 
 
 @require_GET
@@ -131,7 +129,7 @@ def document_file(request, document_id):
     etag = f'"{document.sha256}"'
     not_modified = get_conditional_response(request, etag=etag)
     if not_modified is not None:
-        return _private(not_modified, 0, etag)
+        return private(not_modified, 0, etag)
     response = FileResponse(
         default_storage.open(document.storage_key, "rb"), content_type=document.content_type
     )
@@ -143,27 +141,4 @@ def document_file(request, document_id):
         # A doctor's browser, often a shared hospital PC, keeps no copy of a report.
         response["Cache-Control"] = "private, no-store"
         return response
-    return _private(response, 0, etag)
-
-
-def _private(response, max_age: int, etag: str | None = None):
-    # Private: shared caches (a hospital proxy) must never keep a patient's images.
-    patch_cache_control(response, private=True, max_age=max_age)
-    if etag:
-        response["ETag"] = etag
-    return response
-
-
-def content_disposition(filename: str, *, inline: bool) -> str:
-    """`inline; filename="Bericht Muller.pdf"; filename*=UTF-8''Bericht%20M%C3%BCller.pdf`.
-
-    Every browser reads filename*; the ASCII fallback is for old ones, with accents folded
-    rather than dropped and nothing that could break out of the quoted string.
-    """
-    folded = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
-    fallback = "".join(ch for ch in folded if ch.isprintable() and ch not in '"\\;').strip()
-    disposition = "inline" if inline else "attachment"
-    return (
-        f'{disposition}; filename="{fallback or "document"}"; '
-        f"filename*=UTF-8''{quote(filename, safe='')}"
-    )
+    return private(response, 0, etag)

@@ -11,10 +11,10 @@ unreadable blobs). Leftovers still within the grace period are reported as pendi
 fail the run: they are most likely an ingest that has not committed its rows yet.
 """
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
 from phr.vault import checker
 
 
@@ -59,11 +59,11 @@ def _owner_id(value: str | None):
     if value is None:
         return None
     if "@" in value:
-        user = User.objects.filter(email__iexact=value.strip()).first()
+        user = get_user_model().objects.filter(email__iexact=value.strip()).first()
         if user is None:
             raise CommandError(f"No account uses the email address {value!r}.")
         return user.pk
     try:
-        return User._meta.pk.to_python(value.strip())
+        return get_user_model()._meta.pk.to_python(value.strip())
     except ValidationError:
         raise CommandError(f"{value!r} is neither an email address nor an owner id.") from None

@@ -8,9 +8,9 @@ can tell.
 
 import os
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
 from phr.vault import importer
 from phr.vault.models import Source
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, path, user, source, **options):
-        owner = User.objects.filter(email__iexact=user.strip()).first()
+        owner = get_user_model().objects.filter(email__iexact=user.strip()).first()
         if owner is None:
             raise CommandError(
                 f"No account uses the email address {user!r}. Check the spelling, or have "

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from phr.sharing import codes
+from phr.lib import codes
 
 
 def test_codes_have_16_symbols_from_crockfords_32_symbol_alphabet_80_bits():

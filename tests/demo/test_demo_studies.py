@@ -13,7 +13,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from accounts.demo import (
+from phr.demo.seeding import (
     DEMO_HOSPITAL,
     demo_cd_tree,
     demo_files,

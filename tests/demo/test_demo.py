@@ -4,7 +4,7 @@ import pyotp
 from django.core.management import call_command
 from django.urls import reverse
 
-from accounts.demo import DEMO_EMAIL, DEMO_PASSWORD
+from phr.demo.seeding import DEMO_EMAIL, DEMO_PASSWORD
 from tests.conftest import wait_for_fresh_totp_window
 
 

@@ -1,5 +1,6 @@
-"""The viewer's rules, testable without HTTP: the one JSON list of a study's images, HTTP Range
-parsing, and how an instance's bytes reach the browser.
+"""How an image's bytes reach the browser: alone (`instance_response`) or a batch at a time
+(`files_response`), testable without HTTP. Who may have them is phr.vault.access's question,
+asked by the views before anything here runs.
 
 Serving strategy, chosen per request from the storage backend:
   * storage with a local path (the embedded default): Django streams the file itself, with
@@ -31,11 +32,10 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection
 from django.http import (
     FileResponse,
     Http404,
@@ -44,14 +44,13 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
-from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
-from phr.vault import access, blobs
+from phr.vault import access, indexing
 from phr.vault import bundles as vault_bundles
-from phr.vault.indexing import db_uuid
-from phr.vault.models import Instance, Series, Study
+from phr.vault.models import Instance, Study
 from viewer import securelink
+from viewer.catalogue import MAX_BATCH
 
 DICOM_CONTENT_TYPE = "application/dicom"
 # The bytes under a key never change (the key holds their SHA-256), so a browser may keep them
@@ -60,169 +59,6 @@ IMMUTABLE_SECONDS = 31536000
 IMMUTABLE = f"private, max-age={IMMUTABLE_SECONDS}, immutable"
 STREAM_CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-# Files per batch request. Handing out signed links (S3 presigned URLs, nginx secure links) is
-# all Django does for a file that the object store or nginx then serves, so the batch request is
-# most of Django's work per image: 100 links a request halved it against 50. Streamed from the
-# file system, 50 files a request loaded a 300-slice stack fastest (the decoding of a batch
-# starts with its first file, but the next request waits for its last one).
-LINKS_PER_BATCH = 100
-FILES_PER_STREAMED_BATCH = 50
-# 100 IDs as 32 hex digits each (the viewer leaves out the dashes) keep the request line under
-# the 4,094 bytes that gunicorn accepts.
-MAX_BATCH = LINKS_PER_BATCH
-
-
-# --- the one JSON request ---------------------------------------------------------------------
-
-
-def study_images(study: Study, comparisons, *, with_links: bool = False) -> dict:
-    """Every series of `study` with its ordered instances, and the studies to compare with.
-
-    Built from the database alone: no file is opened, so the list is as fast for 3,000 images
-    as for 3. `comparisons` is the caller's queryset of other studies it may see;
-    `with_links`: list each image's nginx secure link too (for the patient only, see below).
-    """
-    series_list = list(Series.objects.filter(study=study).order_by("number", "created_at"))
-    by_series: dict = {series.pk: [] for series in series_list}
-    # Behind nginx with secure links, each image's signed link comes with the list: signing is
-    # cheap (an MD5), and the viewer then fetches the whole study from nginx without asking
-    # Django for a single batch. One clock reading, so that the links all expire together.
-    link_time = time.time() if with_links and _nginx_serves_links() else None
-    image_url, tags_url = _url_for_each("viewer:instance"), _url_for_each("viewer:instance_tags")
-    instances = (
-        Instance.objects.filter(series__study=study)
-        .order_by("series_id", "slice_position", "instance_number", "created_at")
-        .values(
-            "id",
-            "series_id",
-            "instance_number",
-            "number_of_frames",
-            "rows",
-            "columns",
-            "slice_position",
-            "display",
-            "sop_class_uid",
-            "storage_key",
-        )
-    )
-    for row in instances:
-        image = _instance_json(row, image_url(row["id"]), tags_url(row["id"]))
-        if link_time is not None and image["has_pixels"]:
-            image["link"] = securelink.url(row["storage_key"], link_time)
-        by_series[row["series_id"]].append(image)
-    listed = [_series_json(series, by_series[series.pk]) for series in series_list]
-    return {
-        "study": _study_json(study),
-        # A series of reports only (SR, PDF in DICOM) has nothing to scroll through.
-        "series": [series for series in listed if series["images"]],
-        "comparisons": [_study_json(other) for other in comparisons.exclude(pk=study.pk)],
-    }
-
-
-def _study_json(study: Study) -> dict:
-    return {
-        "id": str(study.id),
-        "title": study.title,
-        "date": study.study_date.isoformat() if study.study_date else None,
-        "modalities": study.modalities,
-        "patient": study.patient_name.replace("^", " ").strip(),
-        "images_url": reverse("viewer:study_images", args=[study.id]),
-        "files_url": reverse("viewer:study_files", args=[study.id]),
-        "files_per_batch": files_per_batch(),
-        "viewer_url": reverse("viewer:study", args=[study.id]),
-    }
-
-
-def _series_json(series: Series, images: list[dict]) -> dict:
-    displayable = [image for image in images if image["has_pixels"]]
-    return {
-        "id": str(series.id),
-        "number": series.number,
-        "modality": series.modality,
-        "description": series.description or f"Series {series.number or ''}".strip(),
-        "thumbnail": reverse("vault:series_thumbnail", args=[series.id]),
-        "frames": sum(image["frames"] for image in displayable),
-        "orientation": next(
-            (image["orientation"] for image in displayable if image.get("orientation")), None
-        ),
-        "images": displayable,
-        "non_image_count": len(images) - len(displayable),
-    }
-
-
-def first_image_url(study: Study) -> str | None:
-    """The URL of the image the viewer shows first (the first image of the first series with
-    pixels, in the order of `study_images`), so that the page can have the browser fetch it
-    before the viewer's scripts have even loaded."""
-    rows = (
-        Instance.objects.filter(series__study=study)
-        .order_by(
-            "series__number",
-            "series__created_at",
-            "series_id",
-            "slice_position",
-            "instance_number",
-            "created_at",
-        )
-        .values("id", "rows", "columns", "display")
-    )
-    for row in rows.iterator(chunk_size=20):
-        if _has_pixels(row):
-            return reverse("viewer:instance", args=[row["id"]])
-    return None
-
-
-def _has_pixels(row: dict) -> bool:
-    # An SR or a PDF-in-DICOM has no pixels: it can't go in a stack.
-    display = row["display"] or {}
-    return bool(display.get("has_pixels", True) and row["rows"] and row["columns"])
-
-
-def _nginx_serves_links() -> bool:
-    # Secure links are for files on this machine; on S3 the store's presigned URLs serve, as in
-    # instance_response and files_response, which look at the storage first too.
-    return securelink.enabled() and not blobs.on_object_storage()
-
-
-def _url_for_each(name: str):
-    """A function giving the URL named `name` for an instance id: reverse() once, then text
-    replacement. reverse() per image took over half the time of a 300-image list."""
-    placeholder = str(uuid.UUID(int=0))
-    template = reverse(name, args=[placeholder])
-    return lambda pk: template.replace(placeholder, str(pk))
-
-
-def _instance_json(row: dict, url: str, tags_url: str) -> dict:
-    display = row["display"] or {}
-    has_pixels = _has_pixels(row)
-    return {
-        "id": str(row["id"]),
-        "url": url,
-        "tags_url": tags_url,
-        "number": row["instance_number"],
-        "frames": row["number_of_frames"] or 1,
-        "rows": row["rows"],
-        "columns": row["columns"],
-        "position": row["slice_position"],
-        "orientation": display.get("image_orientation"),
-        "pixel_spacing": display.get("pixel_spacing"),
-        "window": _window(display),
-        "photometric": display.get("photometric"),
-        "has_pixels": bool(has_pixels),
-    }
-
-
-def _window(display: dict) -> list[float] | None:
-    """The file's own default window as [center, width] (the first, if it lists several)."""
-    center, width = display.get("window_center"), display.get("window_width")
-    center = center[0] if isinstance(center, list) and center else center
-    width = width[0] if isinstance(width, list) and width else width
-    if isinstance(center, int | float) and isinstance(width, int | float) and width > 0:
-        return [center, width]
-    return None
-
-
-# --- HTTP Range --------------------------------------------------------------------------------
 
 
 class RangeNotSatisfiable(Exception):
@@ -253,9 +89,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise RangeNotSatisfiable
     return start, end
-
-
-# --- serving the bytes -------------------------------------------------------------------------
 
 
 def etag_for(instance: Instance) -> str:
@@ -383,9 +216,6 @@ def _cacheable(response: HttpResponse, etag: str) -> HttpResponse:
     return response
 
 
-# --- many files in one answer ------------------------------------------------------------------
-
-
 def parse_instance_ids(text: str) -> list[uuid.UUID]:
     """The instance IDs of `?ids=a,b,c`, in order, with or without their dashes; ValueError
     unless 1 to MAX_BATCH valid UUIDs without repeats."""
@@ -393,15 +223,6 @@ def parse_instance_ids(text: str) -> list[uuid.UUID]:
     if not 0 < len(ids) <= MAX_BATCH or len(set(ids)) != len(ids):
         raise ValueError(f"between 1 and {MAX_BATCH} distinct instance IDs")
     return ids
-
-
-def files_per_batch() -> int:
-    """How many files the viewer asks for per batch request (`files_response`). Behind nginx
-    with secure links it needs no batch request: the study's list brings the links
-    (`study_images`); it still fetches them this many at a time."""
-    if blobs.on_object_storage() or securelink.enabled():
-        return LINKS_PER_BATCH
-    return FILES_PER_STREAMED_BATCH
 
 
 @dataclass(frozen=True)
@@ -416,11 +237,10 @@ class Located:
 def locate(study: Study, ids: list[uuid.UUID]) -> list[Located]:
     """The images `ids` of `study` (the caller has checked that it may see the study), in the
     order asked; 404 if any of them isn't in the study. One query."""
-    found = _storage_keys(study, ids)
+    found = indexing.keys_in_study(study.pk, ids)
     if len(found) != len(ids):
         raise Http404("No such image in this study.")
-    to_uuid = Series._meta.pk.to_python  # 32 hex digits on SQLite, UUIDs on PostgreSQL
-    return [Located(pk, found[db_uuid(pk)][0], to_uuid(found[db_uuid(pk)][1])) for pk in ids]
+    return [Located(pk, *found[pk]) for pk in ids]
 
 
 def by_series(located: list[Located]) -> dict[uuid.UUID, list[uuid.UUID]]:
@@ -467,23 +287,6 @@ def files_response(request, study: Study, located: list[Located]) -> HttpRespons
     return response
 
 
-def _storage_keys(study: Study, ids: list[uuid.UUID]) -> dict:
-    """{instance id as the database stores it: (storage key, series id)} of those of `ids` in
-    `study`.
-
-    In SQL: building this query through the ORM (50 UUID lookups, a join) cost more than half
-    of a batch request's time in the view, profiled, and a batch is what Django does per 100
-    images served behind nginx or S3."""
-    marks = ", ".join(["%s"] * len(ids))  # placeholders only: the IDs go as parameters
-    query = (
-        "SELECT i.id, i.storage_key, i.series_id FROM vault_instance i JOIN vault_series s"  # noqa: S608
-        f" ON s.id = i.series_id WHERE s.study_id = %s AND i.id IN ({marks})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(query, [db_uuid(study.pk), *(db_uuid(pk) for pk in ids)])
-        return {pk: (key, series_id) for pk, key, series_id in cursor.fetchall()}
-
-
 def _object_store_answer(located: list[Located], signer: Signer) -> HttpResponse:
     """Presigned URLs for these files: of their series' bundle where it is stored, with each
     file's place in it (`ranges`: [offset, size]), else of the file itself."""
@@ -517,29 +320,3 @@ def _url_list(urls: list[str], cacheable: bool, ranges: list | None = None) -> H
 def _concatenate(paths: list[str], sizes: list[int]):
     for path, size in zip(paths, sizes, strict=True):
         yield from _read_span(path, 0, size - 1)
-
-
-# --- the viewer page ---------------------------------------------------------------------------
-
-
-def storage_origin() -> str | None:
-    """The object store's origin, which the page must be allowed to fetch from (CSP
-    connect-src) when images are redirected there; None when Django serves them itself."""
-    if not blobs.on_object_storage():
-        return None
-    parts = urlsplit(default_storage.url("probe"))
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def download_url(request, study: Study) -> str | None:
-    """Where this caller downloads the study as a ZIP, or None when they may not: the owner
-    always; a doctor when one of their live shares holding the study allows downloads."""
-    if access.may_download(request, study):
-        return reverse("vault:download_study", args=[study.id])
-    return None
-
-
-def wasm_base_path() -> str:
-    # The codecs are fetched by name from inside the bundle and its worker, so this is the
-    # unhashed folder (collectstatic keeps the unhashed copies next to the hashed ones).
-    return f"{settings.STATIC_URL}vendor/cornerstone3d/"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from phr.sharing import ratelimit
+from phr.lib import ratelimit
 
 
 @pytest.fixture

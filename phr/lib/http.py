@@ -1,4 +1,9 @@
+"""Small HTTP helpers every app uses: pages that hold a secret, private caching, and the
+Content-Disposition of a file with any name."""
+
+import unicodedata
 from functools import wraps
+from urllib.parse import quote
 
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
@@ -23,3 +28,26 @@ def secret_page(view):
         return response
 
     return wrapper
+
+
+def private(response, max_age: int, etag: str | None = None):
+    # Private: shared caches (a hospital proxy) must never keep a patient's images.
+    patch_cache_control(response, private=True, max_age=max_age)
+    if etag:
+        response["ETag"] = etag
+    return response
+
+
+def content_disposition(filename: str, *, inline: bool) -> str:
+    """`inline; filename="Bericht Muller.pdf"; filename*=UTF-8''Bericht%20M%C3%BCller.pdf`.
+
+    Every browser reads filename*; the ASCII fallback is for old ones, with accents folded
+    rather than dropped and nothing that could break out of the quoted string.
+    """
+    folded = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    fallback = "".join(ch for ch in folded if ch.isprintable() and ch not in '"\\;').strip()
+    disposition = "inline" if inline else "attachment"
+    return (
+        f'{disposition}; filename="{fallback or "document"}"; '
+        f"filename*=UTF-8''{quote(filename, safe='')}"
+    )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from viewer.services import RangeNotSatisfiable, parse_range
+from viewer.delivery import RangeNotSatisfiable, parse_range
 
 
 @pytest.mark.parametrize(

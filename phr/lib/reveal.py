@@ -9,7 +9,7 @@ import time
 
 from django.conf import settings
 
-from accounts.crypto import decrypt_text, encrypt_text
+from phr.lib.crypto import decrypt_text, encrypt_text
 
 
 def remember(request, kind: str, object_id, secret: str) -> None:

@@ -3,7 +3,7 @@ import io
 import qrcode
 from django.core.management.base import BaseCommand
 
-from accounts.demo import ensure_demo_patient
+from phr.demo.seeding import ensure_demo_patient
 
 
 class Command(BaseCommand):

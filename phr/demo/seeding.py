@@ -17,8 +17,8 @@ from django.utils import timezone
 from pydicom.data import get_testdata_file
 
 from accounts.adapter import MFAAdapter
-from accounts.crypto import decrypt_text
 from accounts.models import User
+from phr.lib.crypto import decrypt_text
 from phr.vault import importer
 from phr.vault.models import Source
 
