@@ -73,7 +73,7 @@ test: $(VENV)/.dev-deps chromium dcmtk nginx openjph lint
 test-prod: $(VENV)/.dev-deps chromium dcmtk nginx openjph
 	$(BIN)/python scripts/test_prod.py
 
-# The embedded default only (SQLite + local media); production: README, "Backups".
+# The embedded default only (SQLite + local media); production: docs/operations.md, "Backups".
 # `make backup [TO=DIR]` writes DIR/<timestamp>/ (default var/backups/<timestamp>/).
 backup: $(VENV)/.run-deps
 	$(BIN)/python scripts/backup.py backup $(if $(TO),--to "$(TO)")

@@ -12,7 +12,7 @@ only once complete, so a folder with a manifest is a whole backup.
 Restore checks the backup against its manifest first, copies everything beside the live data,
 then swaps it in by renaming; whatever was there is kept as `*.before-restore-<timestamp>`.
 
-PostgreSQL and S3 are refused: production backs up with pg_dump and bucket versioning (README).
+PostgreSQL and S3 are refused: production backs up with pg_dump and bucket versioning (docs/operations.md).
 """
 
 import argparse
@@ -211,7 +211,7 @@ def embedded_paths(settings) -> tuple[Path, Path]:
     if engine != "django.db.backends.sqlite3" or not storage.endswith("FileSystemStorage"):
         raise Refused(
             "This site runs on PostgreSQL and/or S3, which this script does not back up. "
-            "Follow the production procedure in README.md, section 'Backups' "
+            "Follow the production procedure in docs/operations.md, section 'Backups' "
             "(pg_dump/pg_restore and bucket versioning)."
         )
     return Path(settings.DATABASES["default"]["NAME"]), Path(settings.MEDIA_ROOT)

@@ -120,5 +120,5 @@ def test_postgresql_and_s3_are_refused_with_a_pointer_to_the_readme(tmp_path):
     for setting in ({"DATABASE_URL": "postgresql://phr@127.0.0.1:1/phr"}, {"PHR_STORAGE": "s3"}):
         refused = run({**env, **setting}, "scripts/backup.py", "backup")
         assert refused.returncode == 1
-        assert "README.md, section 'Backups'" in refused.stderr
+        assert "docs/operations.md, section 'Backups'" in refused.stderr
         assert not (tmp_path / "var" / "backups").exists()

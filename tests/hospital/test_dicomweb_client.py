@@ -87,7 +87,8 @@ def test_the_readme_curl_example_works(live_server, patient, token, deposit, tmp
     assert done.returncode == 0, done.stderr
     assert "00081199" in json.loads(done.stdout)
     assert Instance.objects.filter(owner=patient).count() == 1
-    # The snippet is the README's, word for word (with the example URL and token as variables).
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    # The snippet is the documentation's, word for word (with the example URL and token as
+    # variables).
+    readme = (Path(__file__).parents[2] / "docs" / "hospital-push.md").read_text()
     for line in CURL_SNIPPET.strip().splitlines()[:4]:
         assert line.replace("$URL", "").replace("$TOKEN", "").split('"')[0] in readme
