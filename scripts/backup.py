@@ -12,7 +12,8 @@ only once complete, so a folder with a manifest is a whole backup.
 Restore checks the backup against its manifest first, copies everything beside the live data,
 then swaps it in by renaming; whatever was there is kept as `*.before-restore-<timestamp>`.
 
-PostgreSQL and S3 are refused: production backs up with pg_dump and bucket versioning (docs/operations.md).
+PostgreSQL and S3 are refused: production backs up with pg_dump and bucket versioning
+(docs/operations.md).
 """
 
 import argparse
