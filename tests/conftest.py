@@ -37,6 +37,9 @@ def _fast_and_isolated(settings, tmp_path):
     # The access log's counts are written at once, not by a timer's thread that would outlive
     # the test (tests/sharing/test_access_log_truth.py tries the timer on its own).
     settings.PHR_AUDIT_FLUSH_SECONDS = 0
+    # The site-wide failure count lives in the shared cache for the whole run: past its
+    # threshold, a test's wrong code would really wait. The tests of the delay set their own.
+    settings.PHR_SHARE_SLOWDOWN_SECONDS = 0
     if settings.STORAGE_BACKEND == "filesystem":
         _media_in(settings, tmp_path)
 
