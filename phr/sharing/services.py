@@ -209,12 +209,6 @@ def _log_failure(via, reason, client: Client, share=None, count=True) -> None:
     ratelimit.slow_down(under_attack)
 
 
-def used(share: Share, kind: str, client: Client, *, detail: str = "", object_id=None) -> None:
-    """A doctor looked at, opened or downloaded something under this share."""
-    Share.objects.filter(pk=share.pk).update(last_used_at=timezone.now())
-    record(share, kind, client, detail=detail[:300], object_id=object_id)
-
-
 def refused_after_end(share: Share, client: Client) -> None:
     """A doctor's open session came back after the share ended: log it, and the expiry."""
     note_expiry(share)
