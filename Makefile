@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-prod lint format chromium dcmtk nginx openjph bench-tools migrate demo clean backup \
-	restore
+.PHONY: run test test-prod lint format chromium dcmtk nginx openjph node bench-tools migrate demo clean \
+	backup restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,16 @@ $(VENV)/.run-deps: requirements.txt | $(BIN)/python
 $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.run-deps
+
+# JavaScript tools, for development only: eslint and Node's own test runner (tests/js/). npm
+# installs them from package-lock.json; the site itself never runs Node.
+node:
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+
+node_modules/.installed: package.json package-lock.json | node
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Browser tests drive Debian's Chromium (Playwright never downloads a browser of its own).
 chromium:
@@ -58,15 +68,18 @@ run: demo
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (log in with the demo patient printed above)"
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-lint: $(VENV)/.dev-deps
+lint: $(VENV)/.dev-deps node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	node_modules/.bin/eslint .
 
-format: $(VENV)/.dev-deps
+format: $(VENV)/.dev-deps node_modules/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+	node_modules/.bin/eslint --fix .
 
 test: $(VENV)/.dev-deps chromium dcmtk nginx openjph lint
+	node --test tests/js/
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432) and a real S3 server (SeaweedFS on loopback).
@@ -84,4 +97,4 @@ restore: $(VENV)/.run-deps
 	$(BIN)/python scripts/backup.py restore "$(FROM)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -75,6 +75,8 @@ def share_create(request):
         {
             "study": study,
             "kind": browse.study_kind(study),
+            # For the "earlier scans of the same kind" button (create.js): scans only.
+            "modalities": " ".join(browse.imaging_modalities(study)),
             "checked": str(study.pk) in chosen,
         }
         for study in studies

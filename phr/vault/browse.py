@@ -14,6 +14,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from pydicom.uid import UID
 
 from phr.vault import thumbnails
+from phr.vault.modalities import NON_IMAGE_MODALITIES
 from phr.vault.models import Instance, Series, Study
 from phr.vault.patient_label import label_mismatch_warning
 
@@ -53,8 +54,6 @@ MODALITY_WORDS = {
     "OT": "Other images",
     "SC": "Other images",
 }
-# Series that carry notes about images rather than images: never a study's "kind" or thumbnail.
-NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "DOC", "RTPLAN", "RTSTRUCT", "ECG"})
 
 
 # BodyPartExamined codes (DICOM PS3.16 Annex L) that read badly when simply title-cased.
@@ -86,10 +85,14 @@ def modality_word(code: str) -> str:
     return MODALITY_WORDS.get((code or "").upper(), "Scan" if code else "Imaging study")
 
 
+def imaging_modalities(study: Study) -> list[str]:
+    """The study's modality codes that are kinds of scan (not reports, notes or plans)."""
+    return [code for code in study.modality_list if code.upper() not in NON_IMAGE_MODALITIES]
+
+
 def study_kind(study: Study) -> str:
     """'CT scan', 'X-ray', 'CT scan and PET scan': what the study is, in a patient's words."""
-    codes = study.modality_list
-    images = [code for code in codes if code.upper() not in NON_IMAGE_MODALITIES] or codes
+    images = imaging_modalities(study) or study.modality_list
     words = list(dict.fromkeys(modality_word(code) for code in images))
     if not words:
         return "Imaging study"

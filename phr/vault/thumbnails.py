@@ -25,6 +25,7 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.pixels import apply_color_lut, apply_rescale, pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+from phr.vault.modalities import NON_IMAGE_MODALITIES
 from phr.vault.models import Instance, Series
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ _ICONS = {
     "NM": "nm",
     "PT": "nm",
     **dict.fromkeys(("CR", "DX", "RG", "MG", "RF", "XA", "IO", "PX", "BMD"), "xray"),
-    **dict.fromkeys(("SR", "KO", "PR", "DOC", "RTPLAN", "RTSTRUCT", "ECG"), "report"),
+    **dict.fromkeys(NON_IMAGE_MODALITIES, "report"),
 }
 
 

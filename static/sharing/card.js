@@ -1,8 +1,6 @@
 // The printable card's "Print" button (no inline script: the CSP forbids it).
-"use strict";
-(function () {
-  const button = document.getElementById("print-card");
-  if (!button) return;
+const button = document.getElementById('print-card');
+if (button) {
   button.hidden = false;
-  button.addEventListener("click", () => window.print());
-})();
+  button.addEventListener('click', () => window.print());
+}

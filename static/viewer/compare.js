@@ -2,22 +2,10 @@
 // and scroll the two together (a PACS "link").
 
 import { $, app, fetchJson } from './app.js';
-import { go } from './controls.js';
-
-const viewer = app;
-
-function normalOf(series) {
-  const o = series.orientation;
-  if (!o || o.length !== 6) return null;
-  return [o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]];
-}
-
-export function samePlane(a, b) {
-  const na = normalOf(a);
-  const nb = normalOf(b);
-  if (!na || !nb) return a.modality === b.modality;
-  return Math.abs(na[0] * nb[0] + na[1] * nb[1] + na[2] * nb[2]) > 0.9;
-}
+import { nearestIndex, samePlane } from './geometry.js';
+import { go, showMessage } from './stack.js';
+import { addStudy } from './strip.js';
+import { setLayout, showSeries } from './viewports.js';
 
 function positionOf(slot) {
   const index = app.wantedIndex(slot);
@@ -26,9 +14,9 @@ function positionOf(slot) {
 
 /** Turn linking on: remember how far apart the viewports are now, and keep them that far. */
 export function link(on) {
-  viewer.linked = on;
+  app.linked = on;
   $('sync').setAttribute('aria-pressed', String(on));
-  const anchor = viewer.slots[viewer.active];
+  const anchor = app.activeSlot();
   if (!on || !anchor.series) return;
   for (const slot of shownSlots()) {
     // Same study: same patient coordinates, so the same position. A prior: keep today's offset.
@@ -40,6 +28,7 @@ export function link(on) {
 
 let following = false;
 
+/** The linked viewports follow `source` to the image nearest its position. */
 export function followSlice(source) {
   if (following || !source.series) return;
   following = true;
@@ -48,7 +37,7 @@ export function followSlice(source) {
     for (const slot of shownSlots()) {
       if (slot === source || !samePlane(slot.series, source.series)) continue;
       const want = target + (slot.offset || 0);
-      const index = nearestIndex(slot.series, want);
+      const index = nearestIndex(slot.series.positions, want);
       if (index !== app.wantedIndex(slot)) go(slot, index);
     }
   } finally {
@@ -56,21 +45,8 @@ export function followSlice(source) {
   }
 }
 
-function nearestIndex(series, position) {
-  let best = 0;
-  let bestDistance = Infinity;
-  series.positions.forEach((p, index) => {
-    const distance = Math.abs((p ?? index) - position);
-    if (distance < bestDistance) {
-      best = index;
-      bestDistance = distance;
-    }
-  });
-  return best;
-}
-
 function shownSlots() {
-  return viewer.slots.filter((slot) => slot.enabled && slot.series);
+  return app.slots.filter((slot) => slot.enabled && slot.series);
 }
 
 export function fillCompareMenu(comparisons) {
@@ -89,22 +65,21 @@ export async function compareWith(url) {
   let data;
   try {
     data = await fetchJson(url);
-  } catch (error) {
-    app.showMessage(viewer.slots[1], "The other study couldn't be opened. Please try again.");
+  } catch {
+    showMessage(app.slots[1], "The other study couldn't be opened. Please try again.");
     return;
   }
-  if (!app.studies.some((s) => s.id === data.study.id)) app.addStudy(data);
-  const current = viewer.slots[viewer.active].series;
+  if (!app.studies.some((s) => s.id === data.study.id)) addStudy(data);
+  const current = app.activeSlot().series;
   const candidates = data.series.map((s) => app.seriesById.get(s.id)).filter((s) => s?.imageIds.length);
   // The prior series most like the one on screen: same modality and plane, then the same name.
   const score = (s) => (current && s.modality === current.modality ? 2 : 0)
     + (current && samePlane(s, current) ? 2 : 0)
     + (current && s.description === current.description ? 1 : 0);
   candidates.sort((a, b) => score(b) - score(a));
-  if (viewer.layout === '1x1') app.setLayout('1x2');
-  const slot = viewer.slots[viewer.active === 0 ? 1 : 0];
-  if (candidates[0]) await app.showSeries(slot, candidates[0]);
+  if (app.layout === '1x1') setLayout('1x2');
+  const slot = app.slots[app.active === 0 ? 1 : 0];
+  if (candidates[0]) await showSeries(slot, candidates[0]);
   candidates.forEach((s) => app.prefetcher.add(s));
   link(true);
 }
-

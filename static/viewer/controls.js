@@ -3,6 +3,7 @@
 import { $, app } from './app.js';
 import { compareWith, link } from './compare.js';
 import { applyTagFilter, loadTags } from './panels.js';
+import { go, stopCine, updateSlider } from './stack.js';
 import {
   applyPreset,
   clearMeasurements,
@@ -10,25 +11,10 @@ import {
   primaryTool,
   setPrimaryTool,
 } from './tools.js';
-
-const viewer = app;
+import { setActive, setLayout, showSeries } from './viewports.js';
 
 function activeViewport() {
-  return viewer.viewport(viewer.active);
-}
-
-/** Show image `index` of a viewport's stack. */
-export function go(slot, index) {
-  const viewport = app.viewport(slot.index);
-  if (!viewport || !slot.series) return;
-  const next = Math.max(0, Math.min(slot.series.imageIds.length - 1, index));
-  if (next === viewport.getCurrentImageIdIndex()) {
-    // Already drawn (Cornerstone does nothing): only leave a failed image's message.
-    slot.wanted = next;
-    app.refresh(slot);
-    return;
-  }
-  viewport.setImageIdIndex(next).catch(() => app.refresh(slot));
+  return app.viewport(app.active);
 }
 
 function scrollBy(delta) {
@@ -37,29 +23,8 @@ function scrollBy(delta) {
   go(slot, app.wantedIndex(slot) + delta);
 }
 
-export function updateSlider() {
-  const slot = viewer.slots[viewer.active];
-  const viewport = activeViewport();
-  const slider = $('slider');
-  if (!viewport || !slot.series) {
-    slider.max = '0';
-    $('image-count').textContent = '–';
-    return;
-  }
-  const index = app.wantedIndex(slot);
-  slider.max = String(slot.series.imageIds.length - 1);
-  slider.value = String(index);
-  $('image-count').textContent = `${index + 1} / ${slot.series.imageIds.length}`;
-  $('cine').setAttribute('aria-pressed', String(slot.playing));
-}
-
-export function stopCine(slot) {
-  if (slot.playing) app.cs.cine.stopClip(slot.element);
-  slot.playing = false;
-}
-
 function toggleCine() {
-  const slot = viewer.slots[viewer.active];
+  const slot = app.activeSlot();
   if (!slot.series) return;
   if (slot.playing) {
     stopCine(slot);
@@ -75,7 +40,7 @@ async function openTags() {
   const panel = $('tag-panel');
   panel.hidden = false;
   $('tags-toggle').setAttribute('aria-pressed', 'true');
-  const slot = viewer.slots[viewer.active];
+  const slot = app.activeSlot();
   const viewport = activeViewport();
   if (!viewport || !slot.series) return;
   const info = slot.series.imageInfo[app.wantedIndex(slot)];
@@ -134,11 +99,11 @@ export function wireControls() {
   });
   $('invert').addEventListener('click', invert);
   $('reset').addEventListener('click', resetViewport);
-  $('layout').addEventListener('change', (event) => app.setLayout(event.target.value));
+  $('layout').addEventListener('change', (event) => setLayout(event.target.value));
   $('compare').addEventListener('change', (event) => {
     if (event.target.value) compareWith(event.target.value);
   });
-  $('sync').addEventListener('click', () => link(!viewer.linked));
+  $('sync').addEventListener('click', () => link(!app.linked));
   $('overlay-toggle').addEventListener('click', toggleOverlay);
   $('tags-toggle').addEventListener('click', () => ($('tag-panel').hidden ? openTags() : closeTags()));
   $('tags-close').addEventListener('click', closeTags);
@@ -152,8 +117,8 @@ export function wireControls() {
   if (window.matchMedia('(max-width: 700px)').matches) $('toggle-strip').click();
   $('slider').addEventListener('input', (event) => go(app.activeSlot(), Number(event.target.value)));
   $('cine').addEventListener('click', toggleCine);
-  for (const slot of viewer.slots) {
-    slot.cell.addEventListener('pointerdown', () => app.setActive(slot), true);
+  for (const slot of app.slots) {
+    slot.cell.addEventListener('pointerdown', () => setActive(slot), true);
     slot.cell.addEventListener('dragover', (event) => {
       if (!event.dataTransfer.types.includes('text/x-series')) return;
       event.preventDefault();
@@ -163,8 +128,8 @@ export function wireControls() {
     slot.cell.addEventListener('drop', (event) => {
       event.preventDefault();
       slot.cell.classList.remove('is-drop-target');
-      app.setActive(slot);
-      app.showSeries(slot, app.seriesById.get(event.dataTransfer.getData('text/x-series')));
+      setActive(slot);
+      showSeries(slot, app.seriesById.get(event.dataTransfer.getData('text/x-series')));
     });
   }
   document.addEventListener('keydown', onKey);
@@ -190,7 +155,7 @@ function wireMoreMenu() {
 }
 
 function renderAll() {
-  viewer.slots.forEach((slot) => viewer.viewport(slot.index)?.render());
+  app.slots.forEach((slot) => app.viewport(slot.index)?.render());
 }
 
 function deleteMeasurement() {
@@ -199,7 +164,7 @@ function deleteMeasurement() {
 
 function onKey(event) {
   if (event.target.closest('input, select, textarea') || event.ctrlKey || event.metaKey || event.altKey) return;
-  const slot = viewer.slots[viewer.active];
+  const slot = app.activeSlot();
   const actions = {
     ArrowUp: () => scrollBy(-1), ArrowLeft: () => scrollBy(-1),
     ArrowDown: () => scrollBy(1), ArrowRight: () => scrollBy(1),

@@ -8,6 +8,8 @@
 //                    { batch, done: true }       all of them have
 //                    { batch, error }            the batch failed (files sent before it stand)
 
+import { pieces, rangeOf, splitStream } from './streams.js';
+
 self.addEventListener('message', async ({ data: { batch, filesUrl, ids, links } }) => {
   const arrived = (index, buffer) => self.postMessage({ batch, index, buffer }, [buffer]);
   try {
@@ -57,11 +59,6 @@ function startLinks() {
   }
 }
 
-// A series bundle (phr/vault/bundles.py) is fetched in ranges of at most this many files: a
-// batch of 100 is then six ranges, so that even the last batch of a series, alone in flight,
-// keeps the six connections busy.
-const FILES_PER_RANGE = 17;
-
 /** Fetch signed URLs through the pool: whole files, or, where `ranges[index]` is
  * [offset, size], that file's bytes in a bundle, asked for with its neighbours in one range. */
 async function fetchLinks(urls, cacheable, arrived, ranges = null) {
@@ -76,9 +73,7 @@ async function fetchLinks(urls, cacheable, arrived, ranges = null) {
     // A piece is either one whole file, or files of a bundle (see pieces below).
     const spans = ranges?.[indexes[0]] ? indexes.map((index) => ranges[index]) : null;
     if (spans) {
-      const [first] = spans[0];
-      const [lastOffset, lastSize] = spans[spans.length - 1];
-      options.headers = { Range: `bytes=${first}-${lastOffset + lastSize - 1}` };
+      options.headers = { Range: rangeOf(spans) };
     }
     const response = await fetch(url, options);
     if (!response.ok || (spans && response.status !== 206)) {
@@ -101,54 +96,4 @@ async function fetchLinks(urls, cacheable, arrived, ranges = null) {
   }));
   startLinks();
   await Promise.all(fetches);
-}
-
-/** What to ask for: each whole file on its own; files of a bundle that lie back to back in it,
- * FILES_PER_RANGE at most, together. */
-function pieces(urls, ranges) {
-  const found = [];
-  let run = null;
-  urls.forEach((url, index) => {
-    const span = ranges?.[index];
-    if (!span) {
-      found.push({ url, indexes: [index] });
-      run = null;
-      return;
-    }
-    const previous = run && ranges[run.indexes[run.indexes.length - 1]];
-    const follows = previous && run.url === url && previous[0] + previous[1] === span[0];
-    if (!follows || run.indexes.length === FILES_PER_RANGE) {
-      run = { url, indexes: [] };
-      found.push(run);
-    }
-    run.indexes.push(index);
-  });
-  return found;
-}
-
-/** Cut a stream of files back to back into one ArrayBuffer per file, as the bytes arrive. */
-async function splitStream(body, sizes, arrived) {
-  const reader = body.getReader();
-  let index = 0;
-  let part = new Uint8Array(sizes[0]);
-  let filled = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    let offset = 0;
-    while (offset < value.length) {
-      if (!part) throw new Error('the batch is longer than announced');
-      const count = Math.min(part.length - filled, value.length - offset);
-      part.set(value.subarray(offset, offset + count), filled);
-      filled += count;
-      offset += count;
-      if (filled === part.length) {
-        arrived(index, part.buffer);
-        index += 1;
-        filled = 0;
-        part = index < sizes.length ? new Uint8Array(sizes[index]) : null;
-      }
-    }
-  }
-  if (index < sizes.length) throw new Error('the batch ended early');
 }

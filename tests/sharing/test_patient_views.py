@@ -48,6 +48,15 @@ def test_the_create_page_lists_the_vault_and_preselects_a_study(sharer, ct, mr):
     assert "sharing/create.js" in page and "style=" not in page and "<script>" not in page
 
 
+def test_the_create_page_gives_the_priors_button_only_the_imaging_modalities(sharer, ct):
+    # create.js matches priors on these; a report (SR) or key images note (KO) beside the CT
+    # is no kind of scan, and the page, not the script, knows which codes those are.
+    ct.modalities = "CT SR KO"
+    ct.save(update_fields=["modalities"])
+    page = sharer.get(reverse("sharing:create")).content.decode()
+    assert re.search(rf'value="{ct.pk}"[^>]*data-modalities="CT"', page)
+
+
 def test_creating_a_share_shows_the_code_link_qr_and_card_once(sharer, patient, ct):
     response = create(sharer, [ct], pin="739154", expiry="30")
     share = Share.objects.get(owner=patient)
