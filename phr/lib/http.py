@@ -5,6 +5,7 @@ import unicodedata
 from functools import wraps
 from urllib.parse import quote
 
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 
@@ -51,3 +52,12 @@ def content_disposition(filename: str, *, inline: bool) -> str:
         f'{disposition}; filename="{fallback or "document"}"; '
         f"filename*=UTF-8''{quote(filename, safe='')}"
     )
+
+
+def url_if_installed(name: str, *args) -> str | None:
+    """The URL of a page of a higher layer's app (the viewer, say), or None on a site that
+    runs without that app: a lower layer links to it without depending on it."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None

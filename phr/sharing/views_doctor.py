@@ -7,11 +7,10 @@ the studies of the shares this browser opened that are live right now: anything 
 from functools import wraps
 
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phr.lib import ratelimit
-from phr.lib.http import secret_page
+from phr.lib.http import secret_page, url_if_installed
 from phr.sharing import doctor, services
 from phr.sharing.forms import AccessCodeForm, LinkPinForm
 from phr.sharing.models import Share
@@ -54,17 +53,9 @@ def access_code(request):
         return _signed_in_patient(request)
     form = AccessCodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        result = services.redeem(
-            via="code",
-            secret=form.cleaned_data["code"],
-            pin=form.cleaned_data["pin"],
-            client=services.Client.from_request(request, visitor=doctor.visitor_tag(request)),
-            site_url=_site_url(request),
-        )
-        if result.outcome is services.Outcome.OPENED:
-            return _start_session(request, result)
-        if result.outcome is services.Outcome.RATE_LIMITED:
-            return _too_many(request)
+        opened = _redeem(request, "code", form.cleaned_data["code"], form.cleaned_data["pin"])
+        if opened:
+            return opened
         # Wrong code, wrong PIN, expired, stopped or locked: one answer for all of them, so a
         # guesser learns nothing about which codes exist.
         return render(
@@ -74,6 +65,23 @@ def access_code(request):
             status=FAILED_STATUS,
         )
     return render(request, "sharing/doctor/access.html", {"form": form})
+
+
+def _redeem(request, via: str, secret: str, pin: str):
+    """Try the code or link: the response that opens the share or says to wait, or None for
+    every kind of failure (which the caller answers the same way, whatever the reason)."""
+    result = services.redeem(
+        via=via,
+        secret=secret,
+        pin=pin,
+        client=services.Client.from_request(request, visitor=doctor.visitor_tag(request)),
+        site_url=_site_url(request),
+    )
+    if result.outcome is services.Outcome.OPENED:
+        return _start_session(request, result)
+    if result.outcome is services.Outcome.RATE_LIMITED:
+        return _too_many(request)
+    return None
 
 
 @secret_page
@@ -90,17 +98,9 @@ def magic_link(request, token):
         return render(request, "sharing/doctor/confirm.html", {**context, "form": LinkPinForm()})
     form = LinkPinForm(request.POST)
     pin = form.cleaned_data["pin"] if form.is_valid() else ""
-    result = services.redeem(
-        via="link",
-        secret=token,
-        pin=pin,
-        client=services.Client.from_request(request, visitor=doctor.visitor_tag(request)),
-        site_url=_site_url(request),
-    )
-    if result.outcome is services.Outcome.OPENED:
-        return _start_session(request, result)
-    if result.outcome is services.Outcome.RATE_LIMITED:
-        return _too_many(request)
+    opened = _redeem(request, "link", token, pin)
+    if opened:
+        return opened
     context.update(form=LinkPinForm(), failed=True)
     return render(request, "sharing/doctor/confirm.html", context, status=FAILED_STATUS)
 
@@ -182,14 +182,6 @@ def shared_study(request, study_id):
         "series_rows": rows,
         "documents": visible_documents(request).filter(study=study).order_by("filename"),
         "can_download": may_download(request, study),
-        "viewer_url": _viewer_url(study),
+        "viewer_url": url_if_installed("viewer:study", study.id),
     }
     return render(request, "sharing/doctor/study.html", context)
-
-
-def _viewer_url(study):
-    # The viewer ships in a later issue: link to it only once its page exists.
-    try:
-        return reverse("viewer:study", args=[study.id])
-    except NoReverseMatch:
-        return None

@@ -10,12 +10,11 @@ from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
-from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.dateformat import format as format_date
 from django.views.decorators.http import require_GET, require_http_methods
 
-from phr.lib.http import content_disposition, private
+from phr.lib.http import content_disposition, private, url_if_installed
 from phr.vault import browse, lifecycle, thumbnails
 from phr.vault.access import (
     Look,
@@ -62,16 +61,8 @@ def home(request):
 def study_detail(request, study_id):
     study = get_study_or_404(request, study_id)
     context = browse.study_page(study)
-    context["viewer_url"] = _viewer_url(study)
+    context["viewer_url"] = url_if_installed("viewer:study", study.id)
     return render(request, "vault/study.html", context)
-
-
-def _viewer_url(study):
-    # The viewer ships in a later issue: offer "View" only once its page exists.
-    try:
-        return reverse("viewer:study", args=[study.id])
-    except NoReverseMatch:
-        return None
 
 
 @login_required
