@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-prod lint format chromium dcmtk nginx openjph node bench-tools migrate demo clean \
-	backup restore
+.PHONY: run test test-prod lint format chromium dcmtk dicom3tools nginx openjph node bench-tools migrate \
+	demo clean backup restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ chromium:
 dcmtk:
 	@test -x /usr/bin/storescu || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk; }
+
+# The export's DICOMDIR is checked by dicom3tools' dciodvfy, the reference validator.
+dicom3tools:
+	@test -x /usr/bin/dciodvfy || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dicom3tools; }
 
 # The viewer's HTJ2K test makes its files with OpenJPH's own encoder, ojph_compress.
 openjph:
@@ -78,12 +83,12 @@ format: $(VENV)/.dev-deps node_modules/.installed
 	$(BIN)/ruff check --fix .
 	node_modules/.bin/eslint --fix .
 
-test: $(VENV)/.dev-deps chromium dcmtk nginx openjph lint
+test: $(VENV)/.dev-deps chromium dcmtk dicom3tools nginx openjph lint
 	node --test tests/js/
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432) and a real S3 server (SeaweedFS on loopback).
-test-prod: $(VENV)/.dev-deps chromium dcmtk nginx openjph
+test-prod: $(VENV)/.dev-deps chromium dcmtk dicom3tools nginx openjph
 	$(BIN)/python scripts/test_prod.py
 
 # The embedded default only (SQLite + local media); production: docs/operations.md, "Backups".

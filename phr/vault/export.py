@@ -3,6 +3,7 @@
 What the ZIP holds (the layout a PACS or a desktop viewer imports from a CD):
 
     DICOM/ST000001/SE000001/IM000001   each file exactly as stored, byte for byte
+    NOT_IN_DICOMDIR/ST000001/...        files a DICOMDIR can't list (phr.vault.dicomdir), if any
     DOCUMENTS/report.pdf                reports and pictures, under their own (cleaned) names
     DICOMDIR                            the index of the DICOM files
     README.txt                          what this is, for whoever opens the ZIP
@@ -27,22 +28,17 @@ from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
 from django.utils import timezone
-from pydicom.datadict import keyword_dict, tag_for_keyword
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_partial
-from pydicom.fileset import DIRECTORY_RECORDERS, FileSet, RecordNode
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
+from phr.vault.dicomdir import DicomdirBuilder, header_of, unlistable
 from phr.vault.models import Document, Instance, Series, Study
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 DICOM_ROOT = "DICOM"
+# Beside the DICOMDIR, for what it can't list: named so that whoever opens the ZIP sees why.
+OUTSIDE_ROOT = "NOT_IN_DICOMDIR"
 DOCUMENTS_ROOT = "DOCUMENTS"
-# The File-set ID (CS, at most 16 characters) a PACS may show when it imports the set.
-FILE_SET_ID = "PHR_EXPORT"
 # The extension each kept document gets (the first), and the others its name may already have.
 DOCUMENT_EXTENSIONS = {
     "application/pdf": (".pdf",),
@@ -58,6 +54,7 @@ class _DicomFile:
     study: Study
     file_id: tuple[str, ...]  # e.g. ("DICOM", "ST000001", "SE000001", "IM000001")
     numbers: tuple[int, int, int]  # study, series, image: stand-ins for missing numbers
+    outside: str | None = None  # why the DICOMDIR can't list it (then it lies in OUTSIDE_ROOT)
 
     @property
     def name(self) -> str:
@@ -86,7 +83,7 @@ class StudyArchive:
         self.still_allowed = still_allowed
         self.studies = list(studies)
         self.documents = list(documents)
-        self.files = list(_plan_dicom_files(self.studies))
+        self.files = _plan_dicom_files(self.studies)
         self.filename = archive_filename(self.studies)
         self.missing: list[str] = []  # blobs storage couldn't give us, told in the README
         # Small generated files to add, as (name, bytes): the full export's machine-readable
@@ -124,8 +121,9 @@ class StudyArchive:
         with blob:
             # Index first, while the file is open: a file we can't index still goes into the ZIP
             # (the bytes are what matter), described from what ingest recorded about it.
-            dicomdir.add(_header_of(blob, entry), entry.file_id)
-            blob.seek(0)
+            if entry.outside is None:
+                dicomdir.add(header_of(blob, entry), entry.file_id)
+                blob.seek(0)
             info = _info(entry.name, zipfile.ZIP_STORED, size=instance.size)
             yield from _copy(blob, archive, info, sink)
 
@@ -140,26 +138,42 @@ class StudyArchive:
     def readme(self) -> str:
         missing = len(self.missing)
         written = len(self.files) + len(self.documents) - missing
-        return render_readme(self.studies, written, self.missing)
+        outside = [(entry.name, entry.outside) for entry in self.files if entry.outside]
+        return render_readme(self.studies, written, self.missing, outside)
 
 
 # --- planning --------------------------------------------------------------------------------
 
 
-def _plan_dicom_files(studies: list[Study]) -> Iterator[_DicomFile]:
-    """File IDs valid for a DICOMDIR: at most 8 levels of at most 8 characters, A-Z 0-9 _."""
+def _plan_dicom_files(studies: list[Study]) -> list[_DicomFile]:
+    """File IDs valid for a DICOMDIR: at most 8 levels of at most 8 characters, A-Z 0-9 _.
+
+    One file per SOP Instance UID is listed, the one the vault kept first; a later file with
+    the same UID and other bytes (a conflict ingest kept) and a file whose IDs aren't UIDs go
+    beside the DICOMDIR, under the same numbers."""
+    files = []
     for study_no, study in enumerate(studies, start=1):
         for series_no, series in enumerate(study.series.order_by("number", "created_at"), 1):
             instances = series.instances.order_by("instance_number", "slice_position", "created_at")
             for image_no, instance in enumerate(instances, start=1):
-                file_id = (
-                    DICOM_ROOT,
-                    f"ST{study_no:06d}",
-                    f"SE{series_no:06d}",
-                    f"IM{image_no:06d}",
-                )
                 numbers = (study_no, series_no, image_no)
-                yield _DicomFile(instance, series, study, file_id, numbers)
+                names = (f"ST{study_no:06d}", f"SE{series_no:06d}", f"IM{image_no:06d}")
+                outside = unlistable(instance, series, study)
+                root = OUTSIDE_ROOT if outside else DICOM_ROOT
+                files.append(_DicomFile(instance, series, study, (root, *names), numbers, outside))
+    _move_second_copies_outside(files)
+    return files
+
+
+def _move_second_copies_outside(files: list[_DicomFile]) -> None:
+    first: dict[str, _DicomFile] = {}
+    for entry in sorted(files, key=lambda e: (e.instance.created_at, e.instance.pk)):
+        if entry.outside:
+            continue
+        listed = first.setdefault(entry.instance.sop_instance_uid, entry)
+        if listed is not entry:
+            entry.outside = f"the same image ID (SOP Instance UID) as {listed.name}, other bytes"
+            entry.file_id = (OUTSIDE_ROOT, *entry.file_id[1:])
 
 
 def archive_filename(studies: list[Study]) -> str:
@@ -261,155 +275,17 @@ def _open_blob(key: str):
     return blob
 
 
-# --- DICOMDIR --------------------------------------------------------------------------------
-
-
-def _record_tags() -> list[int]:
-    """The elements pydicom's directory records are made of (read from its record functions,
-    so a pydicom upgrade that adds one can't silently drop it), plus what picks the record type.
-    """
-    keywords = {"SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "EncapsulatedDocument"}
-    for recorder in DIRECTORY_RECORDERS.values():
-        code = recorder.__code__
-        for name in (*code.co_names, *code.co_consts):
-            names = name if isinstance(name, tuple) else (name,)  # ["A", "B"] is a tuple const
-            keywords.update(n for n in names if isinstance(n, str) and n in keyword_dict)
-    return sorted(tag_for_keyword(keyword) for keyword in keywords)
-
-
-RECORD_TAGS = _record_tags()
-
-
-def _before_bulk_data(tag, vr, length) -> bool:
-    """Everything a record needs sits before group 5000 (curves, waveforms, overlays, pixels)."""
-    return tag.group >= 0x5000
-
-
-def _header_of(blob, entry: _DicomFile) -> Dataset:
-    """The few header elements the directory records need, with any that a record requires but
-    the file left blank filled in. Only this in-memory copy changes, never the stored bytes.
-
-    Reading only those elements, and deferring big values (an encapsulated PDF), keeps memory
-    at a few kilobytes per file whatever the file carries.
-    """
-    try:
-        header = read_partial(
-            blob, stop_when=_before_bulk_data, specific_tags=RECORD_TAGS, defer_size=1024
-        )
-    except Exception:  # ingest accepted the file; a parser quirk must not break the download
-        log.warning("export: header of %s unreadable; indexed from the database", entry.name)
-        header = Dataset()
-    return _fill_required(header, entry)
-
-
-def _fill_required(ds: Dataset, entry: _DicomFile) -> Dataset:
-    """Directory records need values (PS3.3 F.5) that real files often leave empty, such as
-    Study ID and Series Number; stand-ins are what DICOMDIR writers like dcmmkdir do too."""
-    instance, series, study = entry.instance, entry.series, entry.study
-    study_no, series_no, image_no = entry.numbers
-    series_number = series_no if series.number is None else series.number
-    instance_number = image_no if instance.instance_number is None else instance.instance_number
-    study_date = study.study_date.strftime("%Y%m%d") if study.study_date else "19000101"
-    study_time = study.study_time.strftime("%H%M%S") if study.study_time else "000000"
-    stand_ins = {
-        "SOPInstanceUID": instance.sop_instance_uid,
-        "SOPClassUID": instance.sop_class_uid,
-        "PatientID": study.patient_id or "UNKNOWN",
-        "PatientName": study.patient_name,
-        "StudyInstanceUID": study.study_instance_uid,
-        "StudyDate": study_date,
-        "StudyTime": study_time,
-        "StudyID": str(study_no),
-        "SeriesInstanceUID": series.series_instance_uid,
-        "Modality": series.modality or "OT",
-        "SeriesNumber": series_number,
-        "InstanceNumber": instance_number,
-        "ContentDate": ds.get("StudyDate") or study_date,
-        "ContentTime": ds.get("StudyTime") or study_time,
-    }
-    for keyword, value in stand_ins.items():
-        if keyword not in ds or ds[keyword].VM == 0:
-            setattr(ds, keyword, value)
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", ()):
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = instance.transfer_syntax_uid or ExplicitVRLittleEndian
-    return ds
-
-
-class DicomdirBuilder:
-    """pydicom's FileSet, used for its directory records and its DICOMDIR encoder only.
-
-    FileSet's public path doesn't fit a streamed export of stored bytes: `add()` saves a copy of
-    every dataset to a staging folder and checks for duplicates with a scan that makes adding n
-    files O(n^2) (about 30 s for 1,000 images, minutes for a big CT), and `write()` copies the
-    staged copies into a folder. So we build the record tree ourselves, with pydicom's own
-    record definitions and one dictionary lookup per level, and encode it with FileSet's writer.
-    This leans on three private members (_recordify, _tree, _write_dicomdir): requirements pin
-    pydicom, and tests/vault/test_export.py re-reads the result with the public FileSet API.
-    """
-
-    def __init__(self):
-        self._fileset = FileSet()
-        self._fileset.ID = FILE_SET_ID
-        self._parents: dict[tuple, RecordNode] = {}
-
-    def add(self, header: Dataset, file_id: tuple[str, ...]) -> None:
-        try:
-            records = list(self._fileset._recordify(header))
-        except (ValueError, AttributeError, KeyError, TypeError):
-            # A leaf type whose required values the file lacks (a half-filled SR): keep the
-            # file findable under its study and series as a plain image record.
-            log.warning(
-                "export: %s indexed as IMAGE: its record type needs missing values", file_id
-            )
-            records = _image_records(self._fileset, header)
-        records[-1].ReferencedFileID = list(file_id)
-        parent: RecordNode = self._fileset._tree
-        path: tuple = ()
-        for record in records[:-1]:
-            node = RecordNode(record)
-            path = (*path, node.key)  # Patient ID, then Study and Series Instance UIDs
-            if path not in self._parents:
-                node.parent = parent
-                self._parents[path] = node
-            parent = self._parents[path]
-        # Leaves are never merged: two stored files with one SOP Instance UID (a conflict the
-        # vault keeps side by side) each get a record, so each is referenced.
-        RecordNode(records[-1]).parent = parent
-
-    def to_bytes(self) -> bytes:
-        out = DicomBytesIO()
-        self._fileset._write_dicomdir(out)
-        return out.getvalue()
-
-
-def _image_records(fileset: FileSet, header: Dataset) -> list[Dataset]:
-    """PATIENT/STUDY/SERIES/IMAGE records for `header`, whatever its SOP class."""
-    plain = Dataset()
-    plain.file_meta = header.file_meta
-    for keyword in (
-        "SpecificCharacterSet", "PatientID", "PatientName", "StudyInstanceUID", "StudyDate",
-        "StudyTime", "StudyID", "StudyDescription", "AccessionNumber", "SeriesInstanceUID",
-        "Modality", "SeriesNumber", "InstanceNumber", "SOPInstanceUID",
-    ):  # fmt: skip
-        if keyword in header:
-            setattr(plain, keyword, header[keyword].value)
-    plain.SOPClassUID = SecondaryCaptureImageStorage  # pydicom picks the record type by class
-    records = list(fileset._recordify(plain))
-    records[-1].ReferencedSOPClassUIDInFile = header.SOPClassUID  # the file's real class
-    return records
-
-
 # --- README ----------------------------------------------------------------------------------
 
 
-def render_readme(studies, file_count: int, missing: list[str]) -> str:
+def render_readme(studies, file_count: int, missing: list[str], outside=()) -> str:
     lines = [
         f"Medical images exported on {timezone.localdate():%d %B %Y} ({file_count} files).",
         "",
         "What is in this folder",
         "  DICOMDIR    the index that medical viewers and hospital systems (PACS) read first",
         "  DICOM/      the images, exactly as they are kept in the vault",
+        f"  {OUTSIDE_ROOT}/  images the DICOMDIR can't list, if there are any (see below)",
         "  DOCUMENTS/  reports and pictures that came with them, if there are any",
     ]
     lines += ["", "Studies"]
@@ -426,6 +302,13 @@ def render_readme(studies, file_count: int, missing: list[str]) -> str:
         "  import the same folder into its PACS. The image files have no extension: that is",
         "  how the DICOM standard names files on a disc.",
     ]
+    if outside:
+        lines += [
+            "",
+            f"{OUTSIDE_ROOT}/ holds {len(outside)} image file(s) that the DICOMDIR can't list,",
+            "exactly as they are kept in the vault; a viewer opens them one by one:",
+            *(f"  {name}: {reason}" for name, reason in outside),
+        ]
     if missing:
         lines += [
             "",

@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet, is_conformant_file_id
 from pydicom.uid import generate_uid
 
-from phr.vault import export
+from phr.vault import dicomdir
 from phr.vault.export import StudyArchive, document_names
 from phr.vault.ingest import ingest_file
 from phr.vault.models import Document, Instance
@@ -165,7 +165,7 @@ def test_a_file_whose_header_cannot_be_read_is_still_indexed(
     def broken(*args, **kwargs):
         raise ValueError("simulated parser quirk")
 
-    monkeypatch.setattr("phr.vault.export.read_partial", broken)
+    monkeypatch.setattr("phr.vault.dicomdir.read_partial", broken)
     archive = zipfile.ZipFile(io.BytesIO(b"".join(StudyArchive([ct_study]).chunks())))
     archive.extractall(tmp_path)
 
@@ -178,14 +178,14 @@ def test_a_file_whose_header_cannot_be_read_is_still_indexed(
 def test_a_report_missing_values_its_record_needs_is_still_indexed(patient, tmp_path, monkeypatch):
     """An SR without the flag its SR DOCUMENT record requires gets an IMAGE record instead."""
     study = ingest_path(patient, get_testdata_file("test-SR.dcm")).study
-    real_read = export.read_partial
+    real_read = dicomdir.read_partial
 
     def read_without_completion_flag(*args, **kwargs):
         header = real_read(*args, **kwargs)
         del header.CompletionFlag
         return header
 
-    monkeypatch.setattr("phr.vault.export.read_partial", read_without_completion_flag)
+    monkeypatch.setattr("phr.vault.dicomdir.read_partial", read_without_completion_flag)
     archive = zipfile.ZipFile(io.BytesIO(b"".join(StudyArchive([study]).chunks())))
     archive.extractall(tmp_path)
 
