@@ -12,6 +12,7 @@ from pathlib import Path
 import data_store
 import pydicom
 import pytest
+from django.core.management import call_command
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
@@ -19,6 +20,7 @@ from pydicom.fileset import FileSet
 from phr.vault import dicomdir
 from phr.vault.export import OUTSIDE_ROOT, StudyArchive
 from phr.vault.models import Instance
+from tests.factories import UserFactory
 from tests.support.vaultdata import ingest_path
 
 pytestmark = pytest.mark.django_db
@@ -98,6 +100,14 @@ def test_a_second_file_with_the_same_image_id_lies_beside_the_dicomdir(patient, 
     readme = archive.read("README.txt").decode()
     assert beside[0] in readme and "same image ID" in readme
     assert validator_errors(tmp_path / "zip" / "DICOMDIR") == []
+
+    # Nothing is lost on the way back in: adding the unzipped folder to another vault keeps
+    # both copies, as this one does.
+    fresh = UserFactory()
+    call_command("import_dicom", str(tmp_path / "zip"), user=fresh.email, stdout=io.StringIO())
+    assert sorted(Instance.objects.filter(owner=fresh).values_list("sha256", flat=True)) == sorted(
+        [original.instance.sha256, again.instance.sha256]
+    )
 
 
 def test_a_file_whose_ids_are_not_uids_lies_beside_the_dicomdir(patient, tmp_path):
