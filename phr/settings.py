@@ -373,6 +373,14 @@ PHR_MAX_STOW_BYTES = envint("PHR_MAX_STOW_BYTES", 8 * GiB)
 PHR_DEPOSIT_DAYS = envint("PHR_DEPOSIT_DAYS", 30)
 PHR_DICOM_HOST = envstr("PHR_DICOM_HOST", "127.0.0.1")
 PHR_DICOM_PORT = envint("PHR_DICOM_PORT", 11112)
+# Associations at once (pynetdicom's own default is 10), and at most this many per hospital.
+PHR_DICOM_MAX_ASSOCIATIONS = envint("PHR_DICOM_MAX_ASSOCIATIONS", 64)
+PHR_DICOM_MAX_ASSOCIATIONS_PER_HOSPITAL = envint("PHR_DICOM_MAX_ASSOCIATIONS_PER_HOSPITAL", 16)
+# DICOM TLS (PS3.15 Annex B): the listener's certificate and key (PEM), and, to require each
+# hospital node to present a certificate, the CA that signs them. Unset: plain DIMSE.
+PHR_DICOM_TLS_CERT = envstr("PHR_DICOM_TLS_CERT")
+PHR_DICOM_TLS_KEY = envstr("PHR_DICOM_TLS_KEY")
+PHR_DICOM_TLS_CA = envstr("PHR_DICOM_TLS_CA")
 # The site's address as patients reach it (https://vault.example.org), for links in emails
 # sent outside a web request: the DICOM listener's "images are waiting in your Inbox".
 PHR_SITE_URL = envstr("PHR_SITE_URL", "").rstrip("/")

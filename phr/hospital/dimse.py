@@ -1,4 +1,5 @@
-"""DIMSE push (C-STORE, C-ECHO) on top of the deposit rules: the twin of STOW-RS.
+"""DIMSE push (C-STORE, C-ECHO, storage commitment) on top of the deposit rules: the twin of
+STOW-RS.
 
 A hospital's PACS sends to us with the patient's deposit code as the Called AE title, from a
 DicomNode registered for its organisation (calling AE title + source network). Anything else is
@@ -15,15 +16,20 @@ the association ends.
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 
+from django.conf import settings
 from django.core.files import File
 from django.db import close_old_connections, connections
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-from pynetdicom.sop_class import Verification
+from pydicom.uid import UID
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom import sop_class as known_classes
+from pynetdicom.sop_class import _STORAGE_CLASSES as STORAGE_CLASSES
+from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
 
-from phr.hospital import dimse_speedups, services, stow
+from phr.hospital import commitment, dimse_speedups, services, stow
 from phr.hospital.services import DeliveryReport, DepositRefused
 from phr.hospital.spare_files import SpareFiles
 from phr.vault.ingest import IngestFailure, Outcome
@@ -36,6 +42,7 @@ AE_TITLE = "PHR-VAULT"
 CALLING_AE_NOT_RECOGNISED = (0x01, 0x01, 0x03)  # permanent: no such node from this address
 CALLED_AE_NOT_RECOGNISED = (0x01, 0x01, 0x07)  # permanent: no such code for this sender
 TRY_LATER = (0x02, 0x01, 0x01)  # transient, no reason given: rate limited, or we are unwell
+TOO_MANY_ASSOCIATIONS = (0x02, 0x03, 0x02)  # transient, local limit exceeded
 REFUSALS = {
     # Wrong, expired, revoked and "another organisation's" codes look the same from outside.
     DepositRefused.UNKNOWN_CODE: CALLED_AE_NOT_RECOGNISED,
@@ -58,17 +65,67 @@ ACSE_TIMEOUT = 10
 MAX_PDU_SIZE = 128 * 1024
 
 
-def make_ae() -> AE:
+# The transfer syntaxes we can read, and so keep: the standard ones (pynetdicom's list).
+READABLE_SYNTAXES = frozenset(ALL_TRANSFER_SYNTAXES)
+# A-ASSOCIATE-AC presentation context results (PS3.8 9.3.3.2), for the log.
+CONTEXT_RESULTS = {
+    0x01: "refused by us",
+    0x02: "refused, no reason",
+    0x03: "a service we don't offer",
+    0x04: "none of its transfer syntaxes is one we can read",
+}
+
+
+def make_ae(max_associations: int) -> AE:
+    """Every storage SOP class (standard, retired, private: pynetdicom's unrestricted storage
+    service, set in DepositListener.start), Verification and Storage Commitment."""
     ae = AE(ae_title=AE_TITLE)
-    # Every storage SOP class, in whatever transfer syntax the sender already has: we keep the
-    # bytes as they come (compressed or not) and never transcode.
-    for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
+    ae.add_supported_context(StorageCommitmentPushModel)
     ae.network_timeout = NETWORK_TIMEOUT
     ae.acse_timeout = ACSE_TIMEOUT
     ae.maximum_pdu_size = MAX_PDU_SIZE
+    # Ours is the limit that counts (DepositListener._admit, which logs it); pynetdicom's, one
+    # above, only backs it up.
+    ae.maximum_associations = max_associations + 1
     return ae
+
+
+def tls_context(cert: str, key: str, ca: str = "") -> ssl.SSLContext:
+    """DICOM TLS (PS3.15 Annex B, BCP 195 profiles): TLS 1.2 or later with the library's
+    default ciphers. With `ca`, a node must present a certificate that CA signed (mutual TLS);
+    its AE title and network are checked as ever on top."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def is_storage_like(uid: str) -> bool:
+    """What pynetdicom's unrestricted storage service takes as storage: every class but the
+    other services it knows (Verification, Query/Retrieve, ...), as its negotiation decides."""
+    uid = UID(uid)
+    storage_or_unknown = uid in STORAGE_CLASSES.values() or not hasattr(known_classes, uid.keyword)
+    return uid.is_private or storage_or_unknown
+
+
+def prefer_readable_syntaxes(primitive) -> list[str]:
+    """Put, in each proposed storage context, the transfer syntaxes we can read first, in the
+    sender's order: the unrestricted service accepts a context's first syntax as it stands.
+    Returns the classes proposed with none we can read (their images will be refused)."""
+    unreadable = []
+    for context in primitive.presentation_context_definition_list:
+        if not is_storage_like(context.abstract_syntax):
+            continue
+        syntaxes = list(context.transfer_syntax)
+        readable = [ts for ts in syntaxes if ts in READABLE_SYNTAXES]
+        if not readable:
+            unreadable.append(str(context.abstract_syntax))
+        context.transfer_syntax = readable + [ts for ts in syntaxes if ts not in READABLE_SYNTAXES]
+    return unreadable
 
 
 class ReceivedDataset(File):
@@ -97,9 +154,22 @@ def peer_address(assoc) -> str:
 class DepositListener:
     """A Storage + Verification SCP whose associations are deposits into patients' Inboxes."""
 
-    def __init__(self, site_url: str = ""):
+    def __init__(
+        self,
+        site_url: str = "",
+        *,
+        max_associations: int | None = None,
+        per_hospital: int | None = None,
+        ssl_context=None,
+    ):
         self.site_url = site_url  # makes the Inbox link in the patient's email absolute
-        self.ae = make_ae()
+        self.max_associations = max_associations or settings.PHR_DICOM_MAX_ASSOCIATIONS
+        # No one hospital may take every association: the others still get in.
+        self.per_hospital = min(
+            per_hospital or settings.PHR_DICOM_MAX_ASSOCIATIONS_PER_HOSPITAL, self.max_associations
+        )
+        self.ssl_context = ssl_context  # DICOM TLS (PS3.15 Annex B) when set
+        self.ae = make_ae(self.max_associations)
         self.server = None
         self.spare_files = None
         # Association -> (DeliveryReport, who sent it), while the association lasts.
@@ -118,10 +188,15 @@ class DepositListener:
         _config.STORE_RECV_CHUNKED_DATASET = True
         # pynetdicom's per-PDU debug handlers format every PDU even when nobody logs them.
         _config.LOG_HANDLER_LEVEL = "none"
+        # Storage of any SOP class: a PACS sends what it holds, retired and private classes
+        # included, and STOW-RS takes them all too.
+        _config.UNRESTRICTED_STORAGE_SERVICE = True
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_connect),
             (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_N_ACTION, self._on_commitment),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
             (evt.EVT_REJECTED, self._on_end),
@@ -130,7 +205,9 @@ class DepositListener:
         self.spare_files = SpareFiles()
         self.spare_files.install()
         try:
-            self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+            self.server = self.ae.start_server(
+                (host, port), block=False, evt_handlers=handlers, ssl_context=self.ssl_context
+            )
         except BaseException:
             self._drop_spare_files()
             raise
@@ -186,8 +263,14 @@ class DepositListener:
             # If this handler raised, pynetdicom would go on and accept: never fail open.
             log.exception("DICOM association refused: it could not be checked")
         if refusal is None:
-            with self._lock:
-                self._reports[assoc] = admitted
+            for uid in prefer_readable_syntaxes(assoc.requestor.primitive):
+                log.warning(
+                    "DICOM association %s: %s (%s) proposed in no transfer syntax we can read: "
+                    "its images will be refused",
+                    admitted[1],
+                    UID(uid).name,
+                    uid,
+                )
             return
         # What pynetdicom itself does to reject: queue the A-ASSOCIATE-RJ, then wait (kill)
         # until it is sent and the connection closed.
@@ -219,7 +302,56 @@ class DepositListener:
             )
             return None, REFUSALS[refused.reason]
         who = f"{organisation} ({calling} from {address}), deposit {deposit.pk}"
-        return (DeliveryReport(deposit=deposit, organisation=organisation), who), None
+        admitted = (DeliveryReport(deposit=deposit, organisation=organisation), who)
+        with self._lock:  # counted and taken in one step: two associations can't both slip in
+            if len(self._reports) >= self.max_associations:
+                log.warning("DICOM association refused: %s: %d running, the most we take",
+                            who, len(self._reports))  # fmt: skip
+                return None, TOO_MANY_ASSOCIATIONS
+            theirs = sum(1 for r, _ in self._reports.values() if r.organisation == organisation)
+            if theirs >= self.per_hospital:
+                log.warning("DICOM association refused: %s: %d of theirs running, the most one "
+                            "hospital may have", who, theirs)  # fmt: skip
+                return None, TOO_MANY_ASSOCIATIONS
+            self._reports[assoc] = admitted
+        return admitted, None
+
+    def _on_accepted(self, event) -> None:
+        """Log each proposed context we turned down, with the reason: an administrator reads
+        this when their PACS says some images "could not be sent"."""
+        with self._lock:
+            _report, who = self._reports.get(event.assoc, (None, "an association"))
+        for context in event.assoc.rejected_contexts:
+            uid = UID(context.abstract_syntax)
+            log.warning(
+                "DICOM association %s: context %s, %s (%s), refused: %s",
+                who,
+                context.context_id,
+                uid.name,
+                uid,
+                CONTEXT_RESULTS.get(context.result, f"result {context.result}"),
+            )
+
+    def _on_commitment(self, event):
+        """Storage commitment: answer the N-ACTION at once, then report what we hold."""
+        with self._lock:
+            report, who = self._reports.get(event.assoc, (None, ""))
+        if report is None:
+            return stow.PROCESSING_FAILURE, None
+        try:
+            status, references, transaction = commitment.read_request(
+                event.action_type, event.action_information
+            )
+        except Exception:  # pydicom decodes lazily: a malformed request fails here
+            log.warning("storage commitment from %s: unreadable request", who)
+            return commitment.MISSING_ATTRIBUTE, None
+        if status != commitment.SUCCESS:
+            log.warning("storage commitment from %s refused: status 0x%04X", who, status)
+            return status, None
+        close_old_connections()
+        result = commitment.answer(report.deposit.owner, transaction, references)
+        commitment.report_after_response(event.assoc, result, who)
+        return commitment.SUCCESS, None
 
     def _on_store(self, event) -> int:
         with self._lock:

@@ -21,6 +21,7 @@ upgrade that changes them fails there rather than in a hospital.
 import contextlib
 import select
 import socket
+import ssl
 import struct
 
 from pynetdicom.dimse_primitives import C_STORE
@@ -98,6 +99,10 @@ class PromptSocket(AssociationSocket):
     def ready(self) -> bool:
         if self.socket is None or self._is_connected is False:
             return False
+        # DICOM TLS: bytes already decrypted wait in the SSL object, where select() can't see
+        # them (pynetdicom checks the same).
+        if isinstance(self.socket, ssl.SSLSocket) and self.socket.pending():
+            return True
         try:
             readable, _, _ = select.select(
                 [self.socket, self._wake_receiver], [], [], IDLE_WAIT_SECONDS

@@ -1,6 +1,8 @@
 """Hospitals, their tokens and a patient's deposit codes, made through the real models and
-services; STOW-RS bodies built the way a PACS builds them."""
+services; STOW-RS bodies built the way a PACS builds them; the DICOM listener and dcmtk's
+storescu and echoscu as the hospital's PACS."""
 
+import subprocess
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +13,9 @@ from django.utils import timezone
 from pydicom.data import get_testdata_file
 
 from phr.hospital import services
-from phr.hospital.models import ApiToken, Organisation
+from phr.hospital.dimse import DepositListener
+from phr.hospital.models import ApiToken, DicomNode, Organisation
+from tests.support.vaultdata import dicomdir_tree
 
 BOUNDARY = "b0undary-7f3a"
 FILES = ["CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm"]
@@ -95,3 +99,49 @@ def deliver(owner, organisation, *names):
             spool.seek(0)
             services.receive_file(report, spool, str(name))
     return report
+
+
+# --- DIMSE ------------------------------------------------------------------------------------
+
+NODE_AE = "STMARYS_PACS"
+# dcmtk's tools from Debian (`make dcmtk`), by their full path: pynetdicom installs its own
+# storescu and echoscu, with other options, in the venv's bin folder, first on an activated PATH.
+STORESCU, ECHOSCU = "/usr/bin/storescu", "/usr/bin/echoscu"
+CT_SERIES = dicomdir_tree() / "77654033" / "CT2"  # 4 images of one study
+# How storescu and echoscu report each A-ASSOCIATE-RJ.
+UNKNOWN_CODE = "Reason: Called AE Title Not Recognized"
+UNKNOWN_NODE = "Reason: Calling AE Title Not Recognized"
+TRY_LATER = "Result: Rejected Transient"
+
+
+@pytest.fixture
+def listener():
+    listener = DepositListener()
+    _host, listener.port = listener.start("127.0.0.1", 0)
+    yield listener
+    listener.stop(grace=10)
+
+
+@pytest.fixture
+def node(hospital):
+    return DicomNode.objects.create(organisation=hospital, ae_title=NODE_AE, network="127.0.0.0/8")
+
+
+def settle(listener) -> None:
+    """Wait until every association has ended: the sender may exit before our last handler."""
+    for assoc in listener.server.active_associations:
+        assoc.join(30)
+
+
+def storescu(listener, code, *paths, aet=NODE_AE, options=()) -> subprocess.CompletedProcess:
+    command = [STORESCU, "-aet", aet, "-aec", code, *options, "127.0.0.1", str(listener.port)]
+    done = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    settle(listener)
+    return done
+
+
+def echoscu(listener, code, aet=NODE_AE) -> subprocess.CompletedProcess:
+    command = [ECHOSCU, "-aet", aet, "-aec", code, "127.0.0.1", str(listener.port)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    settle(listener)
+    return done

@@ -34,53 +34,22 @@ from phr.hospital.dimse_speedups import read_exactly, store_response_command
 from phr.hospital.models import DicomNode
 from phr.vault import bundles
 from phr.vault.models import Instance, Series, Source, Study
-from tests.hospital.conftest import make_code
+from tests.hospital.conftest import (
+    CT_SERIES,
+    ECHOSCU,
+    NODE_AE,
+    STORESCU,
+    TRY_LATER,
+    UNKNOWN_CODE,
+    UNKNOWN_NODE,
+    echoscu,
+    make_code,
+    settle,
+    storescu,
+)
 from tests.support.vaultdata import dicomdir_tree
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-NODE_AE = "STMARYS_PACS"
-# dcmtk's tools from Debian (`make dcmtk`), by their full path: pynetdicom installs its own
-# storescu and echoscu, with other options, in the venv's bin folder, first on an activated PATH.
-STORESCU, ECHOSCU = "/usr/bin/storescu", "/usr/bin/echoscu"
-CT_SERIES = dicomdir_tree() / "77654033" / "CT2"  # 4 images of one study
-# How storescu and echoscu report each A-ASSOCIATE-RJ.
-UNKNOWN_CODE = "Reason: Called AE Title Not Recognized"
-UNKNOWN_NODE = "Reason: Calling AE Title Not Recognized"
-TRY_LATER = "Result: Rejected Transient"
-
-
-@pytest.fixture
-def listener():
-    listener = DepositListener()
-    _host, listener.port = listener.start("127.0.0.1", 0)
-    yield listener
-    listener.stop(grace=10)
-
-
-@pytest.fixture
-def node(hospital):
-    return DicomNode.objects.create(organisation=hospital, ae_title=NODE_AE, network="127.0.0.0/8")
-
-
-def settle(listener) -> None:
-    """Wait until every association has ended: the sender may exit before our last handler."""
-    for assoc in listener.server.active_associations:
-        assoc.join(30)
-
-
-def storescu(listener, code, *paths, aet=NODE_AE, options=()) -> subprocess.CompletedProcess:
-    command = [STORESCU, "-aet", aet, "-aec", code, *options, "127.0.0.1", str(listener.port)]
-    done = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True, timeout=120)
-    settle(listener)
-    return done
-
-
-def echoscu(listener, code, aet=NODE_AE) -> subprocess.CompletedProcess:
-    command = [ECHOSCU, "-aet", aet, "-aec", code, "127.0.0.1", str(listener.port)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    settle(listener)
-    return done
 
 
 def cd_contents() -> tuple[set[str], set[str]]:
