@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "phr.vault",
     "phr.sharing",
     "phr.hospital",
+    "phr.dicomweb",
     "phr.rights",
     "viewer",
     "phr.demo",

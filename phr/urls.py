@@ -14,6 +14,7 @@ urlpatterns = [
     path("access", access_code, name="doctor_access"),
     path("", include("phr.sharing.urls")),
     path("", include("phr.hospital.urls")),
+    path("", include("phr.dicomweb.urls")),
     path("vault/", include("phr.vault.urls")),
     path("my-data/", include("phr.rights.urls")),
     path("viewer/", include("viewer.urls")),

@@ -20,6 +20,7 @@ LAYERS = {
     "phr.vault": 1,
     "phr.sharing": 2,
     "phr.hospital": 2,
+    "phr.dicomweb": 3,
     "phr.rights": 3,
     "viewer": 3,
     "accounts": 3,

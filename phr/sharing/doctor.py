@@ -24,7 +24,22 @@ GRANTS_SESSION_KEY = "phr_doctor_grants"
 VISITOR_SESSION_KEY = "phr_doctor_visitor"
 
 
+# A DICOMweb token's request carries its grant here instead of in a session (phr.dicomweb).
+GRANTS_BY_BEARER = "phr_grants_by_bearer"
+VISITOR_BY_BEARER = "phr_visitor_by_bearer"
+
+
+def grant_by_token(request, share: Share, visitor: str) -> None:
+    """For this request only: the access a DICOMweb token gives, the grant of the browser that
+    asked for it. No session is made or changed; each request shows its token again."""
+    setattr(request, GRANTS_BY_BEARER, {str(share.pk): {"until": share.expires_at.timestamp()}})
+    setattr(request, VISITOR_BY_BEARER, visitor)
+
+
 def _grants(request) -> dict:
+    by_token = getattr(request, GRANTS_BY_BEARER, None)
+    if by_token is not None:
+        return by_token
     session = getattr(request, "session", None)
     if session is None:
         return {}
@@ -39,6 +54,9 @@ def holds_any(request) -> bool:
 def visitor_tag(request) -> str:
     """This browser's tag, or a new one. Stored only once a share opens (add_grant), so a
     failed guess leaves no session behind."""
+    by_token = getattr(request, VISITOR_BY_BEARER, None)
+    if by_token:
+        return by_token
     session = getattr(request, "session", None)
     return (session and session.get(VISITOR_SESSION_KEY)) or secrets.token_hex(4)
 

@@ -6,6 +6,7 @@ and PIN and keeps only their keyed hashes; `find_by_code()`, `find_by_token()` a
 AccessEvent, which can be written once and never changed.
 """
 
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -185,6 +186,7 @@ class Event(models.TextChoices):
     DOCUMENT = "document", "Opened a document"
     DOCUMENT_SAVED = "document_saved", "Downloaded a document"
     DOWNLOADED = "downloaded", "Downloaded"
+    DICOMWEB_TOKEN = "dicomweb_token", "Got a token for their own viewer or PACS"
     WRONG_PIN = "wrong_pin", "Wrong PIN typed"
     LOCKED = "locked", "Locked after too many wrong PINs"
     REFUSED = "refused", "Refused: the share had ended"
@@ -275,3 +277,53 @@ class FailedRedemption(AppendOnly):
 
     def __str__(self):
         return f"{self.get_reason_display()} from {self.ip} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class DicomwebToken(models.Model):
+    """A bearer token that lets a doctor's own viewer or PACS read one share over DICOMweb
+    (phr.dicomweb), as the doctor's browser reads it: the same studies, for as long as the share
+    is live, every read in the patient's log. Issued to a browser that opened the share, when
+    the patient allowed downloads; the plaintext is shown once.
+
+    Stored as a public lookup prefix and a keyed hash of the whole token, as hospital tokens
+    are: a database dump can't be turned into a working token."""
+
+    PREFIX = "phrdw"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="dicomweb_tokens")
+    # The browser that asked for it: the patient's log tells its reads apart by this tag.
+    visitor = models.CharField(max_length=16)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"DICOMweb token {self.prefix}… for {self.share}"
+
+    @classmethod
+    def issue(cls, share: Share, visitor: str) -> tuple["DicomwebToken", str]:
+        prefix = secrets.token_hex(4)
+        plaintext = f"{cls.PREFIX}_{prefix}_{codes.new_token()}"
+        token = cls.objects.create(
+            share=share,
+            visitor=visitor,
+            prefix=prefix,
+            key_hash=codes.keyed_hash("dicomweb-token", plaintext),
+        )
+        return token, plaintext
+
+    @classmethod
+    def find(cls, plaintext: str) -> "DicomwebToken | None":
+        """The token `plaintext` names, whatever its share's state (the caller asks that)."""
+        parts = (plaintext or "").split("_", 2)
+        if len(parts) != 3 or parts[0] != cls.PREFIX:
+            return None
+        token = cls.objects.select_related("share").filter(prefix=parts[1]).first()
+        expected = codes.keyed_hash("dicomweb-token", plaintext)
+        if token and codes.hashes_match(token.key_hash, expected):
+            return token
+        return None

@@ -15,6 +15,7 @@ from phr.sharing import emails
 from phr.sharing.models import (
     MAX_WRONG_PINS,
     AccessEvent,
+    DicomwebToken,
     Event,
     FailedRedemption,
     Secrets,
@@ -223,3 +224,14 @@ def _scope_words(studies) -> str:
 def study_words(study) -> str:
     when = study.study_date.strftime("%-d %b %Y") if study.study_date else "date unknown"
     return f"{study.title} ({when})"
+
+
+def issue_dicomweb_token(share: Share, client: Client) -> str:
+    """A DICOMweb token for `share`, for the browser `client` (the plaintext, shown once); the
+    patient's log says so. Only for a live share that allows downloads: the token retrieves
+    files."""
+    if not (share.is_live and share.allow_download):
+        raise PermissionError("this share does not allow downloads")
+    _token, plaintext = DicomwebToken.issue(share, client.visitor)
+    record(share, Event.DICOMWEB_TOKEN, client)
+    return plaintext

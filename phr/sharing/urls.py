@@ -16,5 +16,10 @@ urlpatterns = [
     path("s/<str:token>", views_doctor.magic_link, name="link"),
     path("shared/", views_doctor.shared_home, name="shared_home"),
     path("shared/leave/", views_doctor.leave, name="leave"),
+    path(
+        "shared/<uuid:share_id>/dicomweb-token/",
+        views_doctor.dicomweb_token,
+        name="dicomweb_token",
+    ),
     path("shared/studies/<uuid:study_id>/", views_doctor.shared_study, name="shared_study"),
 ]

@@ -6,6 +6,7 @@ the studies of the shares this browser opened that are live right now: anything 
 
 from functools import wraps
 
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -185,3 +186,21 @@ def shared_study(request, study_id):
         "viewer_url": url_if_installed("viewer:study", study.id),
     }
     return render(request, "sharing/doctor/study.html", context)
+
+
+@doctor_required
+@require_POST
+def dicomweb_token(request, share_id):
+    """ "Use in your own viewer or PACS": a DICOMweb address and token for one share this
+    browser holds, shown once."""
+    share = next((s for s in request.doctor_shares if s.pk == share_id), None)
+    if share is None or not share.allow_download:
+        raise Http404
+    client = services.Client.from_request(request, visitor=doctor.visitor_tag(request))
+    plaintext = services.issue_dicomweb_token(share, client)
+    context = {
+        "share": share,
+        "token": plaintext,
+        "base_url": request.build_absolute_uri("/dicomweb"),
+    }
+    return render(request, "sharing/doctor/dicomweb.html", context)

@@ -1,0 +1,166 @@
+"""DICOMweb read for a share's token (PS3.18): QIDO-RS searches and WADO-RS retrieval.
+
+`/dicomweb/studies[...]`, with `Authorization: Bearer <token>`. Only the share's studies exist
+here; anything else is a 404, as on the doctor's pages. Every answer goes in the patient's
+access log the way the viewer's do: a search as a look at each study it lists, files per series.
+"""
+
+import uuid
+from collections.abc import Iterator
+
+from django.core.files.storage import default_storage
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+
+from phr.dicomweb import qido
+from phr.dicomweb.auth import bearer_required
+from phr.vault.access import Look, Seen, may_download, record_look, visible_studies
+from phr.vault.models import Instance
+
+DICOM_JSON = "application/dicom+json"
+DICOM = "application/dicom"
+CHUNK = 256 * 1024
+
+
+def _base_url(request) -> str:
+    return request.build_absolute_uri("/dicomweb").rstrip("/")
+
+
+def _answer(rows: list[dict]) -> JsonResponse:
+    response = JsonResponse(rows, safe=False, content_type=DICOM_JSON)
+    response["Cache-Control"] = "private, no-store"  # the share may end at any moment
+    return response
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _study(request, study_uid: str):
+    return visible_studies(request).filter(study_instance_uid=study_uid).first()
+
+
+# --- QIDO-RS -------------------------------------------------------------------------------------
+
+
+@require_GET
+@bearer_required
+def search_studies(request):
+    try:
+        studies = qido.matched(visible_studies(request), request.GET, qido.STUDY_KEYS)
+        found = list(qido.page(studies.order_by("-study_date", "study_instance_uid"), request.GET))
+    except qido.BadQuery as error:
+        return _error(400, str(error))
+    for study in found:
+        record_look(request, study, Seen(Look.STUDY))
+    return _answer([qido.study_json(study, _base_url(request)) for study in found])
+
+
+@require_GET
+@bearer_required
+def search_series(request, study_uid):
+    study = _study(request, study_uid)
+    if study is None:
+        return _error(404, "No such study in this share.")
+    try:
+        series = qido.matched(study.series.all(), request.GET, qido.SERIES_KEYS)
+        found = list(qido.page(series.order_by("number", "created_at"), request.GET))
+    except qido.BadQuery as error:
+        return _error(400, str(error))
+    record_look(request, study, Seen(Look.STUDY))
+    return _answer([qido.series_json(s, _base_url(request)) for s in found])
+
+
+@require_GET
+@bearer_required
+def search_instances(request, study_uid, series_uid=None):
+    study = _study(request, study_uid)
+    if study is None:
+        return _error(404, "No such study in this share.")
+    instances = Instance.objects.filter(series__study=study).select_related("series__study")
+    if series_uid is not None:
+        instances = instances.filter(series__series_instance_uid=series_uid)
+    try:
+        instances = qido.matched(instances, request.GET, qido.SERIES_KEYS, prefix="series__")
+        instances = qido.matched(instances, request.GET, qido.INSTANCE_KEYS)
+        found = list(qido.page(instances.order_by("instance_number", "created_at"), request.GET))
+    except qido.BadQuery as error:
+        return _error(400, str(error))
+    record_look(request, study, Seen(Look.STUDY))
+    return _answer([qido.instance_json(i, _base_url(request)) for i in found])
+
+
+# --- WADO-RS retrieval ---------------------------------------------------------------------------
+
+
+def _wanted_syntax(request) -> str | None:
+    """The transfer syntax the Accept header asks for: None for the stored one ("*", or none
+    named, as most archives answer), else that UID. We keep files as sent and never transcode.
+    """
+    for media_range in request.headers.get("Accept", "").split(","):
+        kind, *rest = (part.strip() for part in media_range.split(";"))
+        params = {k.strip(): v.strip('"') for k, _, v in (p.partition("=") for p in rest)}
+        if kind == "multipart/related" and params.get("type", DICOM) == DICOM:
+            syntax = params.get("transfer-syntax", "*")
+            return None if syntax == "*" else syntax
+    return None
+
+
+def _acceptable(request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return not accept or any(kind in accept for kind in ("multipart/related", "*/*"))
+
+
+def _parts(instances: list[Instance], boundary: str) -> Iterator[bytes]:
+    for instance in instances:
+        yield (
+            f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={instance.transfer_syntax_uid}"
+            f"\r\nContent-Length: {instance.size}\r\n\r\n"
+        ).encode()
+        with default_storage.open(instance.storage_key, "rb") as blob:
+            while chunk := blob.read(CHUNK):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+@require_GET
+@bearer_required
+def retrieve(request, study_uid, series_uid=None, instance_uid=None):
+    study = _study(request, study_uid)
+    if study is None:
+        return _error(404, "No such study in this share.")
+    if not may_download(request, study):
+        return _error(403, "The patient allowed viewing only, not downloading, for this share.")
+    if not _acceptable(request):
+        return _error(406, f'Ask for multipart/related; type="{DICOM}".')
+    instances = Instance.objects.filter(series__study=study)
+    if series_uid is not None:
+        instances = instances.filter(series__series_instance_uid=series_uid)
+    if instance_uid is not None:
+        instances = instances.filter(sop_instance_uid=instance_uid)
+    found = list(instances.order_by("series__number", "instance_number", "created_at"))
+    if not found:
+        return _error(404, "No such series or instance in this study.")
+    wanted = _wanted_syntax(request)
+    if wanted is not None and any(i.transfer_syntax_uid != wanted for i in found):
+        return _error(
+            406,
+            "The files are kept as the hospital sent them and never converted: ask for "
+            "transfer-syntax=* to get them as they are.",
+        )
+    _log_files(request, study, found)
+    boundary = uuid.uuid4().hex
+    response = StreamingHttpResponse(
+        _parts(found, boundary),
+        content_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _log_files(request, study, instances: list[Instance]) -> None:
+    per_series: dict = {}
+    for instance in instances:
+        per_series.setdefault(instance.series_id, []).append(instance.pk)
+    record_look(request, study, Seen(Look.IMAGES, images=per_series))
