@@ -13,4 +13,7 @@ urlpatterns = [
     path(SERIES, views.retrieve, name="one_series"),
     path(f"{SERIES}/instances", views.search_instances, name="instances"),
     path(f"{SERIES}/instances/<str:instance_uid>", views.retrieve, name="instance"),
+    path(f"{STUDY}/metadata", views.metadata, name="study_metadata"),
+    path(f"{SERIES}/metadata", views.metadata, name="series_metadata"),
+    path(f"{SERIES}/instances/<str:instance_uid>/metadata", views.metadata, name="metadata"),
 ]

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 
 from phr.dicomweb import qido
 from phr.dicomweb.auth import bearer_required
+from phr.vault import metadata as vault_metadata
 from phr.vault.access import Look, Seen, may_download, record_look, visible_studies
 from phr.vault.models import Instance
 
@@ -90,6 +91,34 @@ def search_instances(request, study_uid, series_uid=None):
     return _answer([qido.instance_json(i, _base_url(request)) for i in found])
 
 
+# --- WADO-RS metadata ----------------------------------------------------------------------------
+
+
+@require_GET
+@bearer_required
+def metadata(request, study_uid, series_uid=None, instance_uid=None):
+    """The headers (DICOM JSON, no bulk data) of a study's, series' or instance's files: from
+    the database once each file has been read (phr.vault.metadata)."""
+    study = _study(request, study_uid)
+    if study is None:
+        return _error(404, "No such study in this share.")
+    found = _instances(study, series_uid, instance_uid)
+    if not found:
+        return _error(404, "No such series or instance in this study.")
+    documents = vault_metadata.dicom_json_of(found)
+    _log_files(request, study, found, Look.TAGS)
+    return _answer([documents[instance.pk] for instance in found])
+
+
+def _instances(study, series_uid, instance_uid) -> list[Instance]:
+    instances = Instance.objects.filter(series__study=study)
+    if series_uid is not None:
+        instances = instances.filter(series__series_instance_uid=series_uid)
+    if instance_uid is not None:
+        instances = instances.filter(sop_instance_uid=instance_uid)
+    return list(instances.order_by("series__number", "instance_number", "created_at"))
+
+
 # --- WADO-RS retrieval ---------------------------------------------------------------------------
 
 
@@ -134,12 +163,7 @@ def retrieve(request, study_uid, series_uid=None, instance_uid=None):
         return _error(403, "The patient allowed viewing only, not downloading, for this share.")
     if not _acceptable(request):
         return _error(406, f'Ask for multipart/related; type="{DICOM}".')
-    instances = Instance.objects.filter(series__study=study)
-    if series_uid is not None:
-        instances = instances.filter(series__series_instance_uid=series_uid)
-    if instance_uid is not None:
-        instances = instances.filter(sop_instance_uid=instance_uid)
-    found = list(instances.order_by("series__number", "instance_number", "created_at"))
+    found = _instances(study, series_uid, instance_uid)
     if not found:
         return _error(404, "No such series or instance in this study.")
     wanted = _wanted_syntax(request)
@@ -159,8 +183,8 @@ def retrieve(request, study_uid, series_uid=None, instance_uid=None):
     return response
 
 
-def _log_files(request, study, instances: list[Instance]) -> None:
+def _log_files(request, study, instances: list[Instance], look: Look = Look.IMAGES) -> None:
     per_series: dict = {}
     for instance in instances:
         per_series.setdefault(instance.series_id, []).append(instance.pk)
-    record_look(request, study, Seen(Look.IMAGES, images=per_series))
+    record_look(request, study, Seen(look, images=per_series))

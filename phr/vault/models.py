@@ -159,6 +159,20 @@ class Instance(models.Model):
         return self.sop_instance_uid
 
 
+class InstanceMetadata(models.Model):
+    """An instance's header as DICOM JSON (PS3.18 F.2), without its bulk data: what DICOMweb's
+    metadata answers are made of, kept apart from Instance so that listing images never loads
+    it. Filled from the stored file once (phr.vault.metadata), then read from here."""
+
+    instance = models.OneToOneField(
+        Instance, on_delete=models.CASCADE, primary_key=True, related_name="metadata"
+    )
+    dicom_json = models.JSONField()
+
+    def __str__(self):
+        return f"DICOM JSON of {self.instance_id}"
+
+
 class Document(models.Model):
     """A PDF report or a photo that came with the images."""
 

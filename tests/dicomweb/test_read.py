@@ -10,12 +10,15 @@ from datetime import timedelta
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
+from pydicom import dcmread
 from requests.exceptions import HTTPError
 
 from phr.sharing import services
 from phr.sharing.models import AccessEvent, DicomwebToken, Event, Tally
+from phr.vault import metadata
 from phr.vault.models import Instance
 from tests.sharing.conftest import DOCTOR_AGENT, DOCTOR_IP, make_share, open_with_code
 from tests.support.vaultdata import longest_stack
@@ -235,3 +238,33 @@ def test_a_transfer_syntax_we_would_have_to_convert_to_is_406(live_server, share
     )
     assert response.status_code == 406
     assert "transfer-syntax=*" in response.json()["error"]
+
+
+def test_series_metadata_is_each_files_header_and_is_read_once(live_server, shared, monkeypatch):
+    _share, code, study, _others = shared
+    client = client_for(live_server, take_token(live_server, code))
+    series = longest_stack([study])
+    instances = list(series.instances.all())
+
+    first = client.retrieve_series_metadata(study.study_instance_uid, series.series_instance_uid)
+
+    # pydicom's own JSON of each stored file's header: the same elements, the same values.
+    by_uid = {item["00080018"]["Value"][0]: item for item in first}
+    assert set(by_uid) == {i.sop_instance_uid for i in instances}
+    for instance in instances:
+        with default_storage.open(instance.storage_key, "rb") as blob:
+            expected = dcmread(blob, stop_before_pixels=True).to_json_dict(
+                bulk_data_threshold=metadata.BULK_BYTES, bulk_data_element_handler=lambda e: ""
+            )
+        got = by_uid[instance.sop_instance_uid]
+        assert set(got) == set(expected)
+        for tag, element in expected.items():
+            if "Value" in element:
+                assert got[tag]["Value"] == element["Value"], tag
+
+    # Asked again, no file is read.
+    read = []
+    monkeypatch.setattr(metadata, "read", lambda key: read.append(key))
+    again = client.retrieve_series_metadata(study.study_instance_uid, series.series_instance_uid)
+    assert again == first
+    assert read == []
