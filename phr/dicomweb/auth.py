@@ -1,9 +1,10 @@
-"""Who a DICOMweb request is: the bearer of a share's DICOMweb token (phr.sharing.models).
+"""Who a DICOMweb request is: the bearer of a DICOMweb token (phr.sharing.models).
 
-A token stands for the doctor's browser that asked for it: the request gets that browser's
-grant (phr.sharing.doctor.grant_by_token) and from there on goes through vault.access like any
-doctor's request, so the studies it sees and the log it leaves are the share's. No cookie, no
-session: each request shows its token.
+A share's token stands for the doctor's browser that asked for it: the request gets that
+browser's grant (phr.sharing.doctor.grant_by_token) and from there on goes through vault.access
+like any doctor's request, so the studies it sees and the log it leaves are the share's. The
+patient's own token makes the request the patient's. No cookie, no session: each request shows
+its token.
 """
 
 from functools import wraps
@@ -21,12 +22,16 @@ def bearer_required(view):
     def wrapper(request, *args, **kwargs):
         scheme, _, plaintext = request.headers.get("Authorization", "").partition(" ")
         token = DicomwebToken.find(plaintext.strip()) if scheme.lower() == "bearer" else None
-        if token is None:
+        if token is None or not token.owner.is_active:
             return unauthorised("A DICOMweb token is required (Authorization: Bearer).")
-        if not token.share.is_live:
-            # The token dies with its share: stopped, expired or locked.
+        if token.share is None:
+            # The patient's own token: this request is the patient, and sees their vault.
+            request.user = token.owner
+        elif token.share.is_live:
+            doctor.grant_by_token(request, token.share, token.visitor)
+        else:
+            # A share's token dies with it: stopped, expired or locked.
             return unauthorised("This token's share has ended. Ask the patient for a new one.")
-        doctor.grant_by_token(request, token.share, token.visitor)
         return view(request, *args, **kwargs)
 
     return wrapper

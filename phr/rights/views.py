@@ -1,14 +1,17 @@
-"""Your data: download everything, or delete the account. Both ask for the password again."""
+"""Your data: download everything, your own DICOMweb tokens, or delete the account. Each asks
+for the password again."""
 
 from allauth.account.decorators import reauthentication_required
 from django import forms
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from phr.rights import erasure
 from phr.rights.export import full_export
+from phr.sharing.models import DicomwebToken
 from phr.vault.views.download import zip_response
 
 
@@ -25,10 +28,48 @@ class EraseForm(forms.Form):
         return "DELETE"
 
 
+class TokenForm(forms.Form):
+    label = forms.CharField(
+        label="What is it for?",
+        max_length=100,
+        required=False,
+        help_text="For example: my laptop's Weasis. Only you see this.",
+    )
+
+
+def _own_tokens(user):
+    return DicomwebToken.objects.filter(owner=user, share__isnull=True, revoked_at__isnull=True)
+
+
 @login_required
 @require_GET
 def my_data(request):
-    return render(request, "rights/my_data.html", {"form": EraseForm()})
+    context = {"form": EraseForm(), "tokens": _own_tokens(request.user), "token_form": TokenForm()}
+    return render(request, "rights/my_data.html", context)
+
+
+@login_required
+@reauthentication_required
+@require_POST
+def dicomweb_token_new(request):
+    """The patient's own DICOMweb token (data portability): their whole vault, for software of
+    their choice. Shown once."""
+    form = TokenForm(request.POST)
+    label = form.cleaned_data["label"] if form.is_valid() else ""
+    _token, plaintext = DicomwebToken.issue(request.user, label=label)
+    context = {"token": plaintext, "base_url": request.build_absolute_uri("/dicomweb")}
+    response = render(request, "rights/dicomweb_token.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def dicomweb_token_revoke(request, token_id):
+    token = get_object_or_404(_own_tokens(request.user), pk=token_id)
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    return redirect("rights:my_data")
 
 
 @login_required

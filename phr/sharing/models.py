@@ -280,37 +280,49 @@ class FailedRedemption(AppendOnly):
 
 
 class DicomwebToken(models.Model):
-    """A bearer token that lets a doctor's own viewer or PACS read one share over DICOMweb
-    (phr.dicomweb), as the doctor's browser reads it: the same studies, for as long as the share
-    is live, every read in the patient's log. Issued to a browser that opened the share, when
-    the patient allowed downloads; the plaintext is shown once.
-
-    Stored as a public lookup prefix and a keyed hash of the whole token, as hospital tokens
-    are: a database dump can't be turned into a working token."""
+    """A bearer token for DICOMweb reads (phr.dicomweb). Two kinds:
+    - a share's: lets a doctor's own viewer or PACS read that share as the doctor's browser
+      does (the same studies, for as long as the share is live, every read in the patient's
+      log). Issued to a browser that opened the share, when the patient allowed downloads;
+    - the patient's own (no share): their whole vault, for their own software (data
+      portability), until they revoke it on the My data page.
+    The plaintext is shown once. Stored as a public lookup prefix and a keyed hash of the whole
+    token, as hospital tokens are: a database dump can't be turned into a working token."""
 
     PREFIX = "phrdw"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="dicomweb_tokens")
-    # The browser that asked for it: the patient's log tells its reads apart by this tag.
-    visitor = models.CharField(max_length=16)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dicomweb_tokens"
+    )
+    share = models.ForeignKey(
+        Share, null=True, blank=True, on_delete=models.CASCADE, related_name="dicomweb_tokens"
+    )
+    label = models.CharField(max_length=100, blank=True)
+    # The browser that asked for a share's token: the patient's log tells its reads apart.
+    visitor = models.CharField(max_length=16, blank=True)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self):
-        return f"DICOMweb token {self.prefix}… for {self.share}"
+        return f"DICOMweb token {self.prefix}…"
 
     @classmethod
-    def issue(cls, share: Share, visitor: str) -> tuple["DicomwebToken", str]:
+    def issue(
+        cls, owner, *, share: Share | None = None, visitor: str = "", label: str = ""
+    ) -> tuple["DicomwebToken", str]:
         prefix = secrets.token_hex(4)
         plaintext = f"{cls.PREFIX}_{prefix}_{codes.new_token()}"
         token = cls.objects.create(
+            owner=owner,
             share=share,
             visitor=visitor,
+            label=label,
             prefix=prefix,
             key_hash=codes.keyed_hash("dicomweb-token", plaintext),
         )
@@ -318,11 +330,15 @@ class DicomwebToken(models.Model):
 
     @classmethod
     def find(cls, plaintext: str) -> "DicomwebToken | None":
-        """The token `plaintext` names, whatever its share's state (the caller asks that)."""
+        """The unrevoked token `plaintext` names, whatever its share's state (the caller asks)."""
         parts = (plaintext or "").split("_", 2)
         if len(parts) != 3 or parts[0] != cls.PREFIX:
             return None
-        token = cls.objects.select_related("share").filter(prefix=parts[1]).first()
+        token = (
+            cls.objects.select_related("share", "owner")
+            .filter(prefix=parts[1], revoked_at__isnull=True)
+            .first()
+        )
         expected = codes.keyed_hash("dicomweb-token", plaintext)
         if token and codes.hashes_match(token.key_hash, expected):
             return token

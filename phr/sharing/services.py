@@ -232,6 +232,6 @@ def issue_dicomweb_token(share: Share, client: Client) -> str:
     files."""
     if not (share.is_live and share.allow_download):
         raise PermissionError("this share does not allow downloads")
-    _token, plaintext = DicomwebToken.issue(share, client.visitor)
+    _token, plaintext = DicomwebToken.issue(share.owner, share=share, visitor=client.visitor)
     record(share, Event.DICOMWEB_TOKEN, client)
     return plaintext
