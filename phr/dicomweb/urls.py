@@ -16,4 +16,10 @@ urlpatterns = [
     path(f"{STUDY}/metadata", views.metadata, name="study_metadata"),
     path(f"{SERIES}/metadata", views.metadata, name="series_metadata"),
     path(f"{SERIES}/instances/<str:instance_uid>/metadata", views.metadata, name="metadata"),
+    path(
+        f"{SERIES}/instances/<str:instance_uid>/frames/<str:frame_list>",
+        views.retrieve_frames,
+        name="frames",
+    ),
+    path(f"{SERIES}/instances/<str:instance_uid>/rendered", views.rendered, name="rendered"),
 ]

@@ -9,14 +9,16 @@ import uuid
 from collections.abc import Iterator
 
 from django.core.files.storage import default_storage
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
 from phr.dicomweb import qido
 from phr.dicomweb.auth import bearer_required
+from phr.vault import frames as vault_frames
 from phr.vault import metadata as vault_metadata
 from phr.vault.access import Look, Seen, may_download, record_look, visible_studies
 from phr.vault.models import Instance
+from phr.vault.thumbnails import render
 
 DICOM_JSON = "application/dicom+json"
 DICOM = "application/dicom"
@@ -179,6 +181,106 @@ def retrieve(request, study_uid, series_uid=None, instance_uid=None):
         _parts(found, boundary),
         content_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
     )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- WADO-RS frames and rendered -----------------------------------------------------------------
+
+# The largest side of a rendered image: a preview, not the diagnostic pixels (those are frames).
+RENDERED_BOX = 2048
+
+
+def _instance(request, study_uid, series_uid, instance_uid):
+    study = _study(request, study_uid)
+    if study is None:
+        return None, None
+    found = _instances(study, series_uid, instance_uid)
+    return study, (found[0] if found else None)
+
+
+def _frame_numbers(text: str) -> list[int]:
+    numbers = text.split(",")
+    if not all(n.strip().isdigit() for n in numbers):
+        raise ValueError(text)
+    return [int(n) for n in numbers]
+
+
+def _frames_media_range(request) -> tuple[str | None, str | None]:
+    """(type, transfer syntax) the Accept header asks the frames as; (None, None) for any."""
+    for media_range in request.headers.get("Accept", "").split(","):
+        kind, *rest = (part.strip() for part in media_range.split(";"))
+        params = {k.strip(): v.strip('"') for k, _, v in (p.partition("=") for p in rest)}
+        if kind == "multipart/related":
+            return params.get("type"), params.get("transfer-syntax")
+    return None, None
+
+
+@require_GET
+@bearer_required
+def retrieve_frames(request, study_uid, series_uid, instance_uid, frame_list):
+    """Frames as stored: native pixel bytes, or each compressed frame's codestream."""
+    study, instance = _instance(request, study_uid, series_uid, instance_uid)
+    if instance is None:
+        return _error(404, "No such instance in this share.")
+    if not may_download(request, study):
+        return _error(403, "The patient allowed viewing only, not downloading, for this share.")
+    try:
+        numbers = _frame_numbers(frame_list)
+    except ValueError:
+        return _error(400, "Frames are asked for as numbers from 1, separated by commas.")
+    kind, syntax = _frames_media_range(request)
+    stored_type = vault_frames.media_type_of(instance.transfer_syntax_uid)
+    as_stored = syntax in (None, "*", instance.transfer_syntax_uid)
+    if not as_stored or kind not in (None, "*/*", stored_type, vault_frames.NATIVE_MEDIA_TYPE):
+        return _error(
+            406,
+            "Frames are given as stored, never converted: ask for transfer-syntax=* "
+            f"(this file's frames are {stored_type or 'not offered'}).",
+        )
+    if kind == vault_frames.NATIVE_MEDIA_TYPE and syntax is None and stored_type != kind:
+        return _error(406, "These frames are compressed: add transfer-syntax=* to take them.")
+    try:
+        frames = vault_frames.read_frames(
+            instance.storage_key, instance.transfer_syntax_uid, numbers
+        )
+    except vault_frames.FramesRefused as refused:
+        return _error(refused.status, str(refused))
+    _log_files(request, study, [instance])
+    part_type = kind if kind == vault_frames.NATIVE_MEDIA_TYPE else frames.media_type
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: {part_type}; transfer-syntax={frames.transfer_syntax}"
+            f"\r\nContent-Length: {len(part)}\r\n\r\n".encode()
+            + part
+            + b"\r\n"
+            for part in frames.parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = HttpResponse(
+        body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}'
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+@bearer_required
+def rendered(request, study_uid, series_uid, instance_uid):
+    """The first frame, windowed as the file says, as JPEG (or PNG when asked): a preview."""
+    study, instance = _instance(request, study_uid, series_uid, instance_uid)
+    if instance is None:
+        return _error(404, "No such instance in this share.")
+    accept = request.headers.get("Accept", "")
+    image_format = "PNG" if "image/png" in accept and "image/jpeg" not in accept else "JPEG"
+    with default_storage.open(instance.storage_key, "rb") as blob:
+        picture = render(blob, box=RENDERED_BOX, frame=0, image_format=image_format)
+    if picture is None:
+        return _error(406, "This file has no image we can draw.")
+    _log_files(request, study, [instance])
+    response = HttpResponse(picture, content_type=f"image/{image_format.lower()}")
     response["Cache-Control"] = "private, no-store"
     return response
 

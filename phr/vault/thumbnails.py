@@ -132,6 +132,12 @@ def _worth_decoding(instance: Instance) -> bool:
 
 def render_png(fileobj) -> bytes | None:
     """A PNG of the middle frame that fits a BOX x BOX square, or None if it can't be drawn."""
+    return render(fileobj, box=BOX, frame=None, image_format="PNG")
+
+
+def render(fileobj, *, box: int, frame: int | None, image_format: str) -> bytes | None:
+    """Frame `frame` (0-based; None: the middle one) windowed as the file says, to fit a
+    `box` square, as PNG or JPEG; None if it can't be drawn."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about every small oddity in old files
         source, header = _open_dataset(fileobj)
@@ -139,7 +145,8 @@ def render_png(fileobj) -> bytes | None:
             return None
         frames = _int(header.get("NumberOfFrames"), 1)
         decoded = Dataset()
-        pixels = pixel_array(source, index=frames // 2, ds_out=decoded)
+        index = frames // 2 if frame is None else min(frame, frames - 1)
+        pixels = pixel_array(source, index=index, ds_out=decoded)
         # The header adds what the pixel module leaves out: rescale and window values.
         for element in header:
             if element.tag not in decoded and element.tag.group != 0x7FE0:
@@ -148,9 +155,14 @@ def render_png(fileobj) -> bytes | None:
     if image is None:
         return None
     picture = Image.fromarray(image)
-    picture.thumbnail((BOX, BOX), Image.Resampling.LANCZOS)
+    picture.thumbnail((box, box), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    picture.save(out, "PNG", optimize=True)
+    if image_format == "PNG":
+        picture.save(out, "PNG", optimize=True)
+    else:
+        picture.convert("RGB" if picture.mode not in ("L", "RGB") else picture.mode).save(
+            out, "JPEG", quality=90
+        )
     return out.getvalue()
 
 
