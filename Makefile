@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-prod lint format chromium dcmtk dicom3tools nginx openjph node bench-tools migrate \
-	demo clean backup restore
+.PHONY: run test test-prod lint format chromium dcmtk dicom3tools orthanc nginx openjph node bench-tools \
+	migrate demo clean backup restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ dcmtk:
 dicom3tools:
 	@test -x /usr/bin/dciodvfy || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dicom3tools; }
+
+# Orthanc (with its DICOMweb plugin) is the PACS that pulls a shared study in the tests, run in a
+# network namespace of its own. Debian's package would also start a service listening on every
+# interface: it is stopped and disabled at once; the tests start their own.
+orthanc:
+	@test -x /usr/sbin/Orthanc -a -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq orthanc orthanc-dicomweb && \
+		{ $(SUDO) systemctl disable --now orthanc 2>/dev/null || \
+		  $(SUDO) service orthanc stop 2>/dev/null || true; }; }
 
 # The viewer's HTJ2K test makes its files with OpenJPH's own encoder, ojph_compress.
 openjph:
@@ -83,12 +93,12 @@ format: $(VENV)/.dev-deps node_modules/.installed
 	$(BIN)/ruff check --fix .
 	node_modules/.bin/eslint --fix .
 
-test: $(VENV)/.dev-deps chromium dcmtk dicom3tools nginx openjph lint
+test: $(VENV)/.dev-deps chromium dcmtk dicom3tools orthanc nginx openjph lint
 	node --test tests/js/
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432) and a real S3 server (SeaweedFS on loopback).
-test-prod: $(VENV)/.dev-deps chromium dcmtk dicom3tools nginx openjph
+test-prod: $(VENV)/.dev-deps chromium dcmtk dicom3tools orthanc nginx openjph
 	$(BIN)/python scripts/test_prod.py
 
 # The embedded default only (SQLite + local media); production: docs/operations.md, "Backups".
