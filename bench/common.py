@@ -164,7 +164,7 @@ def _postgres_and_s3():
 
 
 @contextmanager
-def gunicorn(env: dict, workers: int = 4):
+def gunicorn(env: dict, workers: int = 4, bind_host: str = "127.0.0.1"):
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
     port = free_port()
@@ -175,7 +175,7 @@ def gunicorn(env: dict, workers: int = 4):
             "gunicorn",
             "phr.wsgi",
             f"--workers={workers}",
-            f"--bind=127.0.0.1:{port}",
+            f"--bind={bind_host}:{port}",
             "--log-level=warning",
             "--timeout=120",
         ],
@@ -187,7 +187,7 @@ def gunicorn(env: dict, workers: int = 4):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn = http.client.HTTPConnection(bind_host, port, timeout=2)
                 conn.request("GET", "/healthz")
                 if conn.getresponse().status == 200:
                     break

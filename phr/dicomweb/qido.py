@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 from django.db.models import Q, QuerySet
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -23,12 +24,18 @@ class BadQuery(ValueError):
     """A query parameter we can't read: the answer is 400 with this message."""
 
 
+@cache
 def _tag(keyword: str) -> str:
     return f"{tag_for_keyword(keyword):08X}"
 
 
+@cache
+def _vr(keyword: str) -> str:
+    return dictionary_VR(keyword)
+
+
 def _element(keyword: str, value) -> tuple[str, dict]:
-    vr = dictionary_VR(keyword)
+    vr = _vr(keyword)
     if value in (None, "", []):
         return _tag(keyword), {"vr": vr}
     values = value if isinstance(value, list) else [value]

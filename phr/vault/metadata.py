@@ -6,6 +6,7 @@ series' metadata opens no file. Values longer than BULK_BYTES (pixel data, overl
 documents) are left out: the element is listed with its VR and no value, as PS3.18 allows.
 """
 
+import json
 import logging
 import warnings
 
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 BULK_BYTES = 4096
 
 
-def dicom_json_of(instances: list[Instance]) -> dict:
-    """{instance pk: DICOM JSON} for `instances`, reading the files of those not yet kept."""
+def dicom_json_of(instances: list[Instance]) -> dict[object, str]:
+    """{instance pk: its DICOM JSON, as text} for `instances`, reading the files of those not
+    yet kept."""
     kept = dict(
         InstanceMetadata.objects.filter(instance__in=instances).values_list(
             "instance_id", "dicom_json"
@@ -33,8 +35,8 @@ def dicom_json_of(instances: list[Instance]) -> dict:
     return kept
 
 
-def _keep(instance: Instance) -> dict:
-    document = read(instance.storage_key)
+def _keep(instance: Instance) -> str:
+    document = json.dumps(read(instance.storage_key), separators=(",", ":"))
     try:
         with transaction.atomic():
             InstanceMetadata.objects.create(instance=instance, dicom_json=document)

@@ -162,12 +162,13 @@ class Instance(models.Model):
 class InstanceMetadata(models.Model):
     """An instance's header as DICOM JSON (PS3.18 F.2), without its bulk data: what DICOMweb's
     metadata answers are made of, kept apart from Instance so that listing images never loads
-    it. Filled from the stored file once (phr.vault.metadata), then read from here."""
+    it. Filled from the stored file once (phr.vault.metadata), then read from here. Kept as
+    text: an answer is these texts joined, never parsed and encoded again."""
 
     instance = models.OneToOneField(
         Instance, on_delete=models.CASCADE, primary_key=True, related_name="metadata"
     )
-    dicom_json = models.JSONField()
+    dicom_json = models.TextField()
 
     def __str__(self):
         return f"DICOM JSON of {self.instance_id}"
