@@ -11,7 +11,6 @@ What arrives lands in the patient's Inbox (Study.inbox) until the patient accept
 
 import ipaddress
 import math
-import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -21,12 +20,13 @@ from django.db import models
 from django.utils import timezone
 
 from phr.lib import codes
+from phr.lib.bearer import BearerKind
 
 # 13 Crockford base32 symbols = 65 bits, and it still fits a 16-character AE title with room
 # to spare: hospital staff type it as the destination node's Called AE title.
 DEPOSIT_CODE_LENGTH = 13
 DEPOSIT_CODE_BITS = DEPOSIT_CODE_LENGTH * math.log2(len(codes.ALPHABET))
-TOKEN_PREFIX = "phrorg"  # noqa: S105 (a public marker, not a secret)
+TOKEN_KIND = BearerKind(marker="phrorg", purpose="org-token")
 
 
 class Organisation(models.Model):
@@ -72,25 +72,19 @@ class ApiToken(models.Model):
 
     @classmethod
     def issue(cls, organisation: Organisation, label: str = "") -> tuple["ApiToken", str]:
-        prefix = secrets.token_hex(4)
-        plaintext = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+        prefix, plaintext, key_hash = TOKEN_KIND.issue()
         token = cls.objects.create(
-            organisation=organisation,
-            label=label,
-            prefix=prefix,
-            key_hash=codes.keyed_hash("org-token", plaintext),
+            organisation=organisation, label=label, prefix=prefix, key_hash=key_hash
         )
         return token, plaintext
 
     @classmethod
     def find(cls, plaintext: str) -> "ApiToken | None":
-        parts = (plaintext or "").split("_", 2)
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        prefix = TOKEN_KIND.prefix_of(plaintext)
+        if prefix is None:
             return None
-        token = cls.objects.live().select_related("organisation").filter(prefix=parts[1]).first()
-        if token and codes.hashes_match(token.key_hash, codes.keyed_hash("org-token", plaintext)):
-            return token
-        return None
+        token = cls.objects.live().select_related("organisation").filter(prefix=prefix).first()
+        return token if token and TOKEN_KIND.matches(token.key_hash, plaintext) else None
 
 
 def validate_network(value: str) -> None:

@@ -6,7 +6,6 @@ and PIN and keeps only their keyed hashes; `find_by_code()`, `find_by_token()` a
 AccessEvent, which can be written once and never changed.
 """
 
-import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from phr.lib import codes
+from phr.lib.bearer import BearerKind
 from phr.vault.models import Study
 
 MAX_WRONG_PINS = 10
@@ -289,7 +289,7 @@ class DicomwebToken(models.Model):
     The plaintext is shown once. Stored as a public lookup prefix and a keyed hash of the whole
     token, as hospital tokens are: a database dump can't be turned into a working token."""
 
-    PREFIX = "phrdw"
+    KIND = BearerKind(marker="phrdw", purpose="dicomweb-token")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -316,30 +316,21 @@ class DicomwebToken(models.Model):
     def issue(
         cls, owner, *, share: Share | None = None, visitor: str = "", label: str = ""
     ) -> tuple["DicomwebToken", str]:
-        prefix = secrets.token_hex(4)
-        plaintext = f"{cls.PREFIX}_{prefix}_{codes.new_token()}"
+        prefix, plaintext, key_hash = cls.KIND.issue()
         token = cls.objects.create(
-            owner=owner,
-            share=share,
-            visitor=visitor,
-            label=label,
-            prefix=prefix,
-            key_hash=codes.keyed_hash("dicomweb-token", plaintext),
+            owner=owner, share=share, visitor=visitor, label=label, prefix=prefix, key_hash=key_hash
         )
         return token, plaintext
 
     @classmethod
     def find(cls, plaintext: str) -> "DicomwebToken | None":
         """The unrevoked token `plaintext` names, whatever its share's state (the caller asks)."""
-        parts = (plaintext or "").split("_", 2)
-        if len(parts) != 3 or parts[0] != cls.PREFIX:
+        prefix = cls.KIND.prefix_of(plaintext)
+        if prefix is None:
             return None
         token = (
             cls.objects.select_related("share", "owner")
-            .filter(prefix=parts[1], revoked_at__isnull=True)
+            .filter(prefix=prefix, revoked_at__isnull=True)
             .first()
         )
-        expected = codes.keyed_hash("dicomweb-token", plaintext)
-        if token and codes.hashes_match(token.key_hash, expected):
-            return token
-        return None
+        return token if token and cls.KIND.matches(token.key_hash, plaintext) else None
