@@ -1,8 +1,9 @@
-"""DICOMweb read for a share's token (PS3.18): QIDO-RS searches and WADO-RS retrieval.
+"""DICOMweb read (PS3.18): QIDO-RS searches, WADO-RS retrieval, metadata, frames, rendered.
 
-`/dicomweb/studies[...]`, with `Authorization: Bearer <token>`. Only the share's studies exist
-here; anything else is a 404, as on the doctor's pages. Every answer goes in the patient's
-access log the way the viewer's do: a search as a look at each study it lists, files per series.
+`/dicomweb/studies[...]`, with `Authorization: Bearer <token>` (phr.dicomweb.auth). Only the
+token's studies exist here (a share's, or the patient's own vault); anything else is a 404, as
+on the doctor's pages. For a share, every answer goes in the patient's access log the way the
+viewer's do: a search as a look at each study it lists, files and frames per series.
 """
 
 import uuid
@@ -23,6 +24,9 @@ from phr.vault.thumbnails import render
 DICOM_JSON = "application/dicom+json"
 DICOM = "application/dicom"
 CHUNK = 256 * 1024
+NO_STUDY = "No such study for this token."
+NO_INSTANCE = "No such instance for this token."
+VIEW_ONLY = "The patient allowed viewing only, not downloading, for this share."
 
 
 def _base_url(request) -> str:
@@ -56,7 +60,8 @@ def search_studies(request):
         return _error(400, str(error))
     for study in found:
         record_look(request, study, Seen(Look.STUDY))
-    return _answer([qido.study_json(study, _base_url(request)) for study in found])
+    base_url = _base_url(request)
+    return _answer([qido.study_json(study, base_url) for study in found])
 
 
 @require_GET
@@ -64,14 +69,15 @@ def search_studies(request):
 def search_series(request, study_uid):
     study = _study(request, study_uid)
     if study is None:
-        return _error(404, "No such study in this share.")
+        return _error(404, NO_STUDY)
     try:
         series = qido.matched(study.series.all(), request.GET, qido.SERIES_KEYS)
         found = list(qido.page(series.order_by("number", "created_at"), request.GET))
     except qido.BadQuery as error:
         return _error(400, str(error))
     record_look(request, study, Seen(Look.STUDY))
-    return _answer([qido.series_json(s, _base_url(request)) for s in found])
+    base_url = _base_url(request)
+    return _answer([qido.series_json(s, base_url) for s in found])
 
 
 @require_GET
@@ -79,7 +85,7 @@ def search_series(request, study_uid):
 def search_instances(request, study_uid, series_uid=None):
     study = _study(request, study_uid)
     if study is None:
-        return _error(404, "No such study in this share.")
+        return _error(404, NO_STUDY)
     instances = Instance.objects.filter(series__study=study).select_related("series__study")
     if series_uid is not None:
         instances = instances.filter(series__series_instance_uid=series_uid)
@@ -90,7 +96,8 @@ def search_instances(request, study_uid, series_uid=None):
     except qido.BadQuery as error:
         return _error(400, str(error))
     record_look(request, study, Seen(Look.STUDY))
-    return _answer([qido.instance_json(i, _base_url(request)) for i in found])
+    base_url = _base_url(request)
+    return _answer([qido.instance_json(i, base_url) for i in found])
 
 
 # --- WADO-RS metadata ----------------------------------------------------------------------------
@@ -103,7 +110,7 @@ def metadata(request, study_uid, series_uid=None, instance_uid=None):
     the database once each file has been read (phr.vault.metadata)."""
     study = _study(request, study_uid)
     if study is None:
-        return _error(404, "No such study in this share.")
+        return _error(404, NO_STUDY)
     found = _instances(study, series_uid, instance_uid)
     if not found:
         return _error(404, "No such series or instance in this study.")
@@ -166,9 +173,9 @@ def _parts(instances: list[Instance], boundary: str) -> Iterator[bytes]:
 def retrieve(request, study_uid, series_uid=None, instance_uid=None):
     study = _study(request, study_uid)
     if study is None:
-        return _error(404, "No such study in this share.")
+        return _error(404, NO_STUDY)
     if not may_download(request, study):
-        return _error(403, "The patient allowed viewing only, not downloading, for this share.")
+        return _error(403, VIEW_ONLY)
     if not _acceptable(request):
         return _error(406, f'Ask for multipart/related; type="{DICOM}".')
     found = _instances(study, series_uid, instance_uid)
@@ -228,9 +235,9 @@ def retrieve_frames(request, study_uid, series_uid, instance_uid, frame_list):
     """Frames as stored: native pixel bytes, or each compressed frame's codestream."""
     study, instance = _instance(request, study_uid, series_uid, instance_uid)
     if instance is None:
-        return _error(404, "No such instance in this share.")
+        return _error(404, NO_INSTANCE)
     if not may_download(request, study):
-        return _error(403, "The patient allowed viewing only, not downloading, for this share.")
+        return _error(403, VIEW_ONLY)
     try:
         numbers = _frame_numbers(frame_list)
     except ValueError:
@@ -278,7 +285,7 @@ def rendered(request, study_uid, series_uid, instance_uid):
     """The first frame, windowed as the file says, as JPEG (or PNG when asked): a preview."""
     study, instance = _instance(request, study_uid, series_uid, instance_uid)
     if instance is None:
-        return _error(404, "No such instance in this share.")
+        return _error(404, NO_INSTANCE)
     accept = request.headers.get("Accept", "")
     image_format = "PNG" if "image/png" in accept and "image/jpeg" not in accept else "JPEG"
     with default_storage.open(instance.storage_key, "rb") as blob:
