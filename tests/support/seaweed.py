@@ -183,7 +183,9 @@ class SeaweedS3:
         self.stop()
         raise RuntimeError(f"SeaweedFS did not become ready: {last_error}")
 
-    def stop(self, grace: float = 15) -> None:
+    # SeaweedFS takes ~25 s to stop on SIGTERM (measured); a test's server holds nothing worth
+    # that wait, so it gets a second, then SIGKILL: 15 s saved per stop, three stops per run.
+    def stop(self, grace: float = 1) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -193,6 +195,6 @@ class SeaweedS3:
                 self.process.wait()
         self.process = None
 
-    def cleanup(self, grace: float = 15) -> None:
+    def cleanup(self, grace: float = 1) -> None:
         self.stop(grace)
         shutil.rmtree(self.workdir, ignore_errors=True)
