@@ -10,6 +10,7 @@ import hmac
 import math
 import re
 import secrets
+import unicodedata
 from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
@@ -28,6 +29,10 @@ PIN_LENGTH = 6
 # What people type for what they mean: the letters Crockford leaves out read as digits.
 _CONFUSABLES = str.maketrans({"I": "1", "L": "1", "O": "0"})
 _SEPARATORS = re.compile(r"[\s\-_.]+")
+# What a code pasted from a document or a message may carry between its groups: any dash
+# (en, em, minus...), any space, and invisible format characters (zero-width space, BOM).
+_SEPARATOR_CATEGORIES = {"Pd", "Zs", "Cf"}
+_MINUS_SIGNS = {"\u2212", "\u2796"}  # a maths minus and the heavy minus: symbols, not dashes
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 PIN_PATTERN = re.compile(r"^\d{6}$")
 
@@ -48,10 +53,17 @@ def format_code(code: str) -> str:
 def normalise_code(typed: str, length: int = CODE_LENGTH) -> str | None:
     """The canonical code for whatever was typed, or None if it cannot be one.
 
-    Case, spaces and dashes don't matter; I and L are read as 1, O as 0. U is not part of the
-    alphabet at all, so a code with a U is simply wrong.
+    Case, spaces and dashes of any kind don't matter; I and L are read as 1, O as 0. U is not
+    part of the alphabet at all, so a code with a U is simply wrong.
     """
-    cleaned = _SEPARATORS.sub("", (typed or "").upper()).translate(_CONFUSABLES)
+    # NFKC first: full-width letters and digits (an East Asian keyboard's) become plain ones.
+    text = unicodedata.normalize("NFKC", typed or "")
+    text = "".join(
+        ch
+        for ch in text
+        if unicodedata.category(ch) not in _SEPARATOR_CATEGORIES and ch not in _MINUS_SIGNS
+    )
+    cleaned = _SEPARATORS.sub("", text.upper()).translate(_CONFUSABLES)
     if len(cleaned) != length or any(ch not in ALPHABET for ch in cleaned):
         return None
     return cleaned

@@ -59,10 +59,13 @@ def access_code(request):
             return opened
         # Wrong code, wrong PIN, expired, stopped or locked: one answer for all of them, so a
         # guesser learns nothing about which codes exist.
+        # The code stays in its field (a typo is fixed without typing it all again); the PIN
+        # does not. Giving back what the doctor typed tells a guesser nothing new.
+        form = AccessCodeForm(initial={"code": form.cleaned_data["code"]})
         return render(
             request,
             "sharing/doctor/access.html",
-            {"form": AccessCodeForm(), "failed": True},
+            {"form": form, "failed": True},
             status=FAILED_STATUS,
         )
     return render(request, "sharing/doctor/access.html", {"form": form})

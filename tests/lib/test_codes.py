@@ -75,3 +75,20 @@ def test_modelled_chance_of_guessing_any_live_share_in_a_year_is_below_one_in_a_
     # The same guesser without the delay (the server's own speed the only limit): the delay
     # is what keeps the margin, so it must lower the figure.
     assert model.chance_in_a_year() < model.without_delay().chance_in_a_year()
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ABCD\u2013EFGH\u2013JKMN\u2013PQRS",  # en dashes, as word processors turn "-" into
+        "ABCD\u2014EFGH\u2014JKMN\u2014PQRS",  # em dashes
+        "ABCD\u2212EFGH\u2212JKMN\u2212PQRS",  # minus signs
+        "ABCD\u2010EFGH\u2011JKMN\u2012PQRS",  # hyphen, non-breaking hyphen, figure dash
+        "ABCD\u00a0EFGH\u202fJKMN\u2009PQRS",  # no-break, narrow no-break and thin spaces
+        "ABCD\u200bEFGH JKMN PQRS\ufeff",  # zero-width space, a stray byte-order mark
+        "\uff21\uff22\uff23\uff24\uff0d\uff25\uff26\uff27\uff28-JKMN-PQRS",  # full-width
+        " abcd \u2013 efgh \u2013 jkmn \u2013 pqrs ",
+    ],
+)
+def test_a_code_pasted_with_any_dash_or_space_is_read(typed):
+    assert codes.normalise_code(typed) == "ABCDEFGHJKMNPQRS"

@@ -23,12 +23,15 @@ CSRF = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
 
 
 TOKEN = re.compile(r"/s/[A-Za-z0-9_-]{43}")
+# The code the doctor typed, given back in its field after a failure: their own input.
+TYPED_CODE = re.compile(r'(name="code"[^>]*?) value="[^"]*"')
 
 
 def body(response) -> str:
-    """The page as a person reads it: minus the per-response CSRF value and the link's own
-    address (each share's link posts back to itself)."""
-    return TOKEN.sub("/s/<token>", CSRF.sub("", response.content.decode()))
+    """The page as a person reads it: minus the per-response CSRF value, the link's own
+    address (each share's link posts back to itself) and the code the doctor typed."""
+    page = TOKEN.sub("/s/<token>", CSRF.sub("", response.content.decode()))
+    return TYPED_CODE.sub(r"\1", page)
 
 
 def grants(client) -> dict:
@@ -44,6 +47,16 @@ def test_the_code_opens_the_share_in_one_request_with_its_pin(patient, ct, docto
     event = AccessEvent.objects.get(share=share, kind=Event.OPENED)
     assert (event.ip, event.user_agent) == (DOCTOR_IP, DOCTOR_AGENT)
     assert event.visitor == doctor.session[doctor_session.VISITOR_SESSION_KEY]
+
+
+def test_after_a_wrong_pin_the_code_stays_typed_and_the_pin_does_not(patient, ct, doctor):
+    _share, plain = make_share(patient, [ct], pin="739154")
+    typed = plain.formatted_code.lower()
+    response = open_with_code(doctor, typed, "111111")
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert re.search(rf'name="code"[^>]*value="{re.escape(typed)}"', page), "the code was cleared"
+    assert "111111" not in page
 
 
 def test_get_on_a_magic_link_has_no_side_effects(patient, ct, doctor):
