@@ -422,3 +422,10 @@ def test_multi_frame_series_shows_its_frame_count(patient_client, patient):
     html = patient_client.get(reverse("vault:study", args=[study.id])).content.decode()
     assert "1 image (30 frames)" in html
     assert "Ultrasound" in html
+
+
+def test_a_search_that_matches_nothing_offers_no_download(patient_client, ct_study):
+    home = reverse("vault:home")
+    page = patient_client.get(home, {"q": "no study is called this"}).content.decode()
+    assert "(ZIP)" not in page
+    assert "(ZIP)" in patient_client.get(home).content.decode()
