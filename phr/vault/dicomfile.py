@@ -17,6 +17,7 @@ import zlib
 from typing import BinaryIO
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 
 from phr.vault.dicomheader import (
@@ -138,10 +139,14 @@ def read_header(fileobj: BinaryIO, size: int, *, max_inflated_bytes: int) -> Dic
 
 def _read_checked_header(fileobj: BinaryIO, size: int, max_inflated_bytes: int) -> DicomHeader:
     dataset_start = _LengthWalker(fileobj, size, little_endian=True).walk_meta(_META_START)
-    if dataset_start >= size:
-        raise RejectedFile("truncated")  # a header and nothing after it
     meta = read_dataset(_Window(fileobj, size, _META_START), False, True, stop_when=_past_meta)
     syntax = as_uid(dataset_value(meta, "TransferSyntaxUID"))
+    if as_uid(dataset_value(meta, "MediaStorageSOPClassUID")) == DICOMDIR_SOP_CLASS:
+        # A disc's index: skipped whatever state its records are in (we read the images
+        # themselves), so never called damaged.
+        return _build_header(meta, Dataset(), syntax, False)
+    if dataset_start >= size:
+        raise RejectedFile("truncated")  # a header and nothing after it
     if syntax != DEFLATED_TS:
         # Every other syntax, compressed ones included, is explicit VR little endian; a missing
         # one is guessed from the first element by the walker and by pydicom alike.

@@ -144,6 +144,20 @@ def test_recognises_the_cds_dicomdir_index():
     assert not header.has_pixel_data
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DICOMDIR", "DICOMDIR-bigEnd", "DICOMDIR-empty.dcm", "DICOMDIR-implicit",
+        "DICOMDIR-nooffset", "DICOMDIR-nopatient", "DICOMDIR-reordered",
+    ],
+)  # fmt: skip
+def test_every_kind_of_dicomdir_is_recognised_as_an_index_not_called_damaged(name):
+    # A disc's index is skipped, never reported as a damaged file, however it was written:
+    # the patient can do nothing about it, and needs nothing from it.
+    header = header_of(hostile.cd_tree().parent / "dicomdirtests" / name)
+    assert header.is_dicomdir
+
+
 def test_malformed_values_become_none_instead_of_errors(tmp_path):
     header = header_of(hostile.malformed_values(tmp_path))
 
