@@ -180,6 +180,25 @@ function finish() {
   renderSummary();
 }
 
+/** Several studies labelled for someone else: one click keeps them all. */
+function addKeepAll(list) {
+  list.parentElement.querySelector('.label-warning-all')?.remove(); // from a summary before
+  const warnings = list.querySelectorAll('.label-warning');
+  if (warnings.length < 2) return;
+  const keepAll = document.createElement('button');
+  keepAll.type = 'button';
+  keepAll.className = 'button-small';
+  keepAll.textContent = 'Keep all';
+  const bar = document.createElement('p');
+  bar.className = 'label-warning-all';
+  bar.append(`${warnings.length} studies are labelled for someone else. `, keepAll);
+  keepAll.addEventListener('click', () => {
+    list.querySelectorAll('.label-warning').forEach((warning) => warning.remove());
+    bar.remove();
+  });
+  list.before(bar);
+}
+
 function renderSummary() {
   if (studies.size === 0) return;
   const list = $('summary-list');
@@ -211,10 +230,12 @@ function renderSummary() {
     }
     list.append(item);
   }
+  addKeepAll(list);
   $('summary-panel').hidden = false;
 }
 
 retryButton.addEventListener('click', () => {
+  if (!failed.length) return; // nothing to try again (the button is hidden then)
   const again = failed;
   failed = [];
   totals.doneFiles -= again.length;
