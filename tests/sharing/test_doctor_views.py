@@ -225,3 +225,13 @@ def test_a_doctors_browser_keeps_a_thumbnail_no_longer_than_the_share(patient, c
     cache = response["Cache-Control"]
     assert "private" in cache
     assert 0 < int(re.search(r"max-age=(\d+)", cache).group(1)) <= 600
+
+
+def test_the_doctors_pages_offer_no_log_in_or_sign_up(patient, ct, doctor):
+    # A doctor has no account here and needs none: the patient's header would only mislead.
+    assert "Sign up" not in doctor.get("/access").content.decode()
+    _share, plain = make_share(patient, [ct])
+    doctor.post("/access", {"code": plain.code, "pin": ""})
+    for page in ("/shared/", f"/shared/studies/{ct.pk}/"):
+        html = doctor.get(page).content.decode()
+        assert "Log in" not in html and "Sign up" not in html, page
