@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from phr.vault import access, blobs
+from phr.vault import access, blobs, browse
 from phr.vault.models import Instance, Series, Study
 from viewer import securelink
 
@@ -75,7 +75,7 @@ def _study_json(study: Study) -> dict:
         "title": study.title,
         "date": study.study_date.isoformat() if study.study_date else None,
         "modalities": study.modalities,
-        "patient": study.patient_name.replace("^", " ").strip(),
+        "patient": browse.person_name(study.patient_name),
         "images_url": reverse("viewer:study_images", args=[study.id]),
         "files_url": reverse("viewer:study_files", args=[study.id]),
         "files_per_batch": files_per_batch(),

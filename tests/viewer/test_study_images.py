@@ -90,3 +90,12 @@ def test_anyone_else_gets_404(client, ct_study, other_patient, who):
     if who == "other":
         client.force_login(other_patient)
     assert client.get(images_url(ct_study)).status_code == 404
+
+
+def test_the_overlay_names_the_patient_as_people_write_names(patient_client, ct_study):
+    # DICOM writes family^given^middle^prefix^suffix; the corner of the viewer says it the way
+    # a doctor reads it, as the study pages do.
+    ct_study.patient_name = "SMITH^JANE^A^DR"
+    ct_study.save(update_fields=["patient_name"])
+    data = patient_client.get(images_url(ct_study)).json()
+    assert data["study"]["patient"] == "Dr Jane A Smith"
