@@ -195,22 +195,20 @@ def _words(field: str, value: str) -> Q:
     return query
 
 
-_MATCHERS: dict[str, Callable[[str, str], Q]] = {
-    "text": lambda field, value: _wildcard(field, value, insensitive=False),
-    "name": lambda field, value: _wildcard(field, value, insensitive=True),
-    "uids": lambda field, value: Q(**{f"{field}__in": re.split(r"[,\\]", value)}),
-    "date": _date_range,
-    "words": _words,
-}
-
-
 def _int_match(field: str, value: str) -> Q:
     if not re.fullmatch(r"-?\d+", value):
         raise BadQuery(f"{value!r} is not a whole number.")
     return Q(**{field: int(value)})
 
 
-_MATCHERS["int"] = _int_match
+_MATCHERS: dict[str, Callable[[str, str], Q]] = {
+    "text": lambda field, value: _wildcard(field, value, insensitive=False),
+    "name": lambda field, value: _wildcard(field, value, insensitive=True),
+    "uids": lambda field, value: Q(**{f"{field}__in": re.split(r"[,\\]", value)}),
+    "date": _date_range,
+    "words": _words,
+    "int": _int_match,
+}
 
 
 def matched(queryset: QuerySet, params, keys: dict[str, Key], prefix: str = "") -> QuerySet:

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from phr.lib.http import secret_page
 from phr.rights import erasure
 from phr.rights.export import full_export
 from phr.sharing.models import DicomwebToken
@@ -48,6 +49,7 @@ def my_data(request):
     return render(request, "rights/my_data.html", context)
 
 
+@secret_page
 @login_required
 @reauthentication_required
 @require_POST
@@ -58,9 +60,7 @@ def dicomweb_token_new(request):
     label = form.cleaned_data["label"] if form.is_valid() else ""
     _token, plaintext = DicomwebToken.issue(request.user, label=label)
     context = {"token": plaintext, "base_url": request.build_absolute_uri("/dicomweb")}
-    response = render(request, "rights/dicomweb_token.html", context)
-    response["Cache-Control"] = "no-store"
-    return response
+    return render(request, "rights/dicomweb_token.html", context)
 
 
 @login_required

@@ -160,9 +160,9 @@ def render(fileobj, *, box: int, frame: int | None, image_format: str) -> bytes 
     if image_format == "PNG":
         picture.save(out, "PNG", optimize=True)
     else:
-        picture.convert("RGB" if picture.mode not in ("L", "RGB") else picture.mode).save(
-            out, "JPEG", quality=90
-        )
+        if picture.mode not in ("L", "RGB"):  # JPEG has no alpha and no 16-bit grey
+            picture = picture.convert("RGB")
+        picture.save(out, "JPEG", quality=90)
     return out.getvalue()
 
 

@@ -22,7 +22,8 @@ def make_token(patient_client, label="Weasis on my laptop") -> str:
     reauthenticate(patient_client)
     page = patient_client.post(reverse("rights:dicomweb_token_new"), {"label": label})
     assert page.status_code == 200
-    assert page["Cache-Control"] == "no-store"
+    assert "no-store" in page["Cache-Control"]
+    assert page["Referrer-Policy"] == "strict-origin"  # SECURITY 12
     return TOKEN_ON_PAGE.search(page.content.decode()).group(1)
 
 

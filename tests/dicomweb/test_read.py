@@ -4,6 +4,7 @@ retrieves exactly the shared studies, byte for byte; the token dies with the sha
 read is in the patient's log."""
 
 import hashlib
+import logging
 import re
 from datetime import timedelta
 
@@ -36,7 +37,9 @@ def take_token(live_server, code) -> str:
     assert action, "no 'Use in your own viewer or PACS' on the doctor's page"
     page = browser.post(action.group(1))
     assert page.status_code == 200
+    # SECURITY 12: a page showing a token is never kept and never sends its address on.
     assert "no-store" in page["Cache-Control"]
+    assert page["Referrer-Policy"] == "strict-origin"
     return TOKEN_ON_PAGE.search(page.content.decode()).group(1)
 
 
@@ -150,9 +153,11 @@ def test_every_read_is_in_the_patients_log(live_server, shared):
     assert tally.visitor == token_row.visitor
 
 
-def test_the_token_dies_with_the_share(live_server, patient, shared):
+def test_the_token_dies_with_the_share(live_server, patient, shared, caplog):
+    caplog.set_level(logging.DEBUG)
     share, code, _study, _others = shared
-    client = client_for(live_server, take_token(live_server, code))
+    token = take_token(live_server, code)
+    client = client_for(live_server, token)
     assert client.search_for_studies()
 
     services.revoke(share)
@@ -160,6 +165,8 @@ def test_the_token_dies_with_the_share(live_server, patient, shared):
     with pytest.raises(HTTPError) as refused:
         client.search_for_studies()
     assert refused.value.response.status_code == 401
+    # SECURITY 12: the token reaches no log line, used or refused.
+    assert token.split("_", 2)[2] not in caplog.text
 
 
 def test_an_expired_share_token_is_refused(live_server, shared):
